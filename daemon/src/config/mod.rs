@@ -1,0 +1,53 @@
+//! Configuration: TOML (`/etc/leash/leash.toml`) and UCI (`/etc/config/leash`)
+//! carry one schema (SPEC §3) and are validated into one `Config`.
+//! Nothing is half-applied: a file either yields a whole `Config` or every
+//! error found in it, each with file, line and key.
+
+mod model;
+pub use model::*;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_TOML: &str = "/etc/leash/leash.toml";
+pub const DEFAULT_UCI: &str = "/etc/config/leash";
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no line (e.g. the file is missing).
+    pub line: usize,
+    /// Dotted key path, e.g. `profile.iot.unlisted` or `device[2].mac`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.key, self.message)
+    }
+}
+
+/// Every problem found; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the configuration. `path = None` picks the UCI file
+/// when it exists, else the default TOML file. A path ending in `.toml` is
+/// TOML; any other path is UCI.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    todo!("{path:?}")
+}

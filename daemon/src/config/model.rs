@@ -1,0 +1,110 @@
+//! The validated configuration: what the rest of leash reads. Built only by
+//! `config::load`/`config::parse`, so every value here has passed validation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::mac::Mac;
+use crate::selector::Selector;
+use crate::verdict::Verdict;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The file this was read from (for messages).
+    pub source: PathBuf,
+    pub daemon: DaemonConfig,
+    pub geoip: GeoipConfig,
+    pub defaults: Defaults,
+    /// Always holds `defaults.profile`.
+    pub profiles: BTreeMap<String, Profile>,
+    pub lists: BTreeMap<String, ListDef>,
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonConfig {
+    pub mode: Mode,
+    /// Interfaces whose devices are watched (default `["br-lan"]`).
+    pub lan: Vec<String>,
+    /// Repeat suppression per device+destination+verdict (default 1h).
+    #[serde(with = "secs")]
+    pub alert_interval: Duration,
+    /// NFLOG group for snooped DNS answers (default 5335).
+    pub dns_nflog_group: u16,
+    pub keep_on_exit: bool,
+    /// dnsmasq lease file (default `/tmp/dhcp.leases`).
+    pub leases: PathBuf,
+    /// Default `/etc/leash/state`.
+    pub state_dir: PathBuf,
+    /// Default `/var/run/leash.sock`.
+    pub socket: PathBuf,
+    /// Name of the `inet` table leash owns (default `leash`).
+    pub nft_table: String,
+    /// Syslog datagram socket (default `/dev/log`).
+    pub syslog: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct GeoipConfig {
+    pub country_db: Option<PathBuf>,
+    pub asn_db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Defaults {
+    /// Profile of devices not listed (default `default`, an implicit
+    /// allow-everything profile when no profile of that name is configured).
+    pub profile: String,
+    /// Trust-on-first-use period for new devices; zero = off.
+    #[serde(with = "secs")]
+    pub learn: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub name: String,
+    /// Verdict for destinations neither consented nor denied (default allow).
+    pub unlisted: Verdict,
+    /// Verdict for destinations matched by a deny list (default block).
+    pub denied: Verdict,
+    /// Names of `[list.*]` entries; each exists in `Config::lists`.
+    pub deny: Vec<String>,
+    /// Bytes sent to one unconsented destination within alert_interval
+    /// that trigger an ALERT.
+    pub upload_alert: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListDef {
+    pub name: String,
+    /// List files, read by `lists::load_file` (their contents are not part of
+    /// the config; a missing file is a config error).
+    pub files: Vec<PathBuf>,
+    pub selectors: Vec<Selector>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceConfig {
+    pub mac: Mac,
+    pub name: Option<String>,
+    /// Names an existing profile when set.
+    pub profile: Option<String>,
+    pub consent: Vec<Selector>,
+}
+
+mod secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}

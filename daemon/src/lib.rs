@@ -1,0 +1,15 @@
+//! leash: a consent firewall for home networks.
+//!
+//! Pure logic (configuration, selectors, policy, device table, alert and
+//! state codecs, kernel message building) lives in plain modules without
+//! sockets; the adapters that touch the kernel, files and sockets are kept
+//! thin and at the edge (`netlink::socket`, `nft::apply`, `syslog`,
+//! `control::server`, `state::store`).
+
+pub mod cidr;
+pub mod config;
+pub mod lists;
+pub mod mac;
+pub mod netlink;
+pub mod selector;
+pub mod verdict;
