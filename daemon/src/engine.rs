@@ -1,0 +1,655 @@
+//! The engine: the pure heart of the daemon. It takes what the kernel
+//! reports (flows, neighbours, addresses) and what the owner commands, and
+//! returns effects (set changes, flows to cut, alert lines, a state to
+//! persist) for the adapters to carry out. No sockets, no clock: `now` is
+//! passed in (unix seconds), so every decision is unit-tested.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::alert::{Alert, Verb};
+use crate::config::Mode;
+use crate::devices::DeviceTable;
+use crate::leases::Lease;
+use crate::mac::Mac;
+use crate::netmap::NetMap;
+use crate::nft::{Elem, SetChange};
+use crate::policy::{Judgement, Policy, Rule};
+use crate::selector::{Destination, Selector};
+use crate::state::{Quarantine, State, MAX_FIRST_SEEN};
+use crate::verdict::Verdict;
+
+/// A block element lives this long in the kernel unless the device tries
+/// again (which refreshes it) or the policy changes (which removes it).
+pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_DEVICES: usize = 4096;
+pub const MAX_BLOCKS: usize = 65_536;
+pub const MAX_SUPPRESS: usize = 16_384;
+
+/// A flow in its original direction, as conntrack reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Which existing flows to cut (conntrack entries to delete).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The device's addresses.
+    pub addrs: Vec<IpAddr>,
+    /// Only flows to this address; `None`: every flow to or from the internet.
+    pub dst: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Set(SetChange),
+    Cut(Cut),
+    Log(Alert),
+    /// The persisted state changed: write it.
+    Persist,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowOutcome {
+    /// Not LAN → internet: never judged.
+    Ignored,
+    /// From a LAN address whose MAC is not known (yet).
+    Unidentified,
+    /// The device is quarantined already.
+    Quarantined,
+    Judged(Verdict),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    pub flows_judged: u64,
+    pub flows_ignored: u64,
+    pub flows_unidentified: u64,
+    pub alerts: u64,
+    pub alerts_suppressed: u64,
+    pub blocks: u64,
+    pub quarantines: u64,
+    pub events_lost: u64,
+    pub resyncs: u64,
+    pub flows_cut: u64,
+    pub blocks_evicted: u64,
+    pub suppress_evicted: u64,
+    pub kernel_errors: u64,
+}
+
+#[derive(Debug, Clone)]
+struct BlockInfo {
+    rule: Rule,
+    until: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("no device matches {0:?} (give a MAC, a configured or DHCP name, or an address)")]
+    UnknownDevice(String),
+    #[error("{0:?} matches more than one device: {1}")]
+    Ambiguous(String, String),
+    #[error("{0}")]
+    BadSelector(String),
+    #[error("not a destination (give a DNS name or an address): {0:?}")]
+    BadDestination(String),
+}
+
+pub struct Engine {
+    policy: Policy,
+    state: State,
+    pub devices: DeviceTable,
+    pub net: NetMap,
+    blocks: HashMap<(Mac, IpAddr), BlockInfo>,
+    suppress: HashMap<(Mac, Option<IpAddr>, Verb), u64>,
+    lease_names: HashMap<Mac, String>,
+    pub counters: Counters,
+    pub started: u64,
+}
+
+impl Engine {
+    pub fn new(policy: Policy, state: State, now: u64) -> Engine {
+        let net = NetMap::new(&policy.config.daemon.lan);
+        Engine {
+            policy,
+            state,
+            devices: DeviceTable::new(MAX_DEVICES),
+            net,
+            blocks: HashMap::new(),
+            suppress: HashMap::new(),
+            lease_names: HashMap::new(),
+            counters: Counters::default(),
+            started: now,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn monitor(&self) -> bool {
+        self.policy.config.daemon.mode == Mode::Monitor
+    }
+
+    /// The elements the table must hold from its first packet: the
+    /// persisted quarantines.
+    pub fn persisted_elements(&self) -> Vec<Elem> {
+        let mut out = Vec::new();
+        for (mac, q) in &self.state.quarantines {
+            out.push(Elem::QuarantineMac(*mac));
+            out.extend(q.addrs.iter().map(|a| Elem::QuarantineAddr(*a)));
+        }
+        out
+    }
+
+    /// Every element leash holds now (for a table rebuild on reload).
+    pub fn all_elements(&self, now: u64) -> Vec<(Elem, Option<Duration>)> {
+        let mut out: Vec<_> = self.persisted_elements().into_iter().map(|e| (e, None)).collect();
+        for ((mac, ip), b) in &self.blocks {
+            let left = b.until.saturating_sub(now);
+            if left > 0 {
+                out.push((Elem::Block(*mac, *ip), Some(Duration::from_secs(left))));
+            }
+        }
+        out
+    }
+
+    pub fn device_name(&self, mac: Mac) -> Option<&str> {
+        self.policy
+            .device_config(mac)
+            .and_then(|d| d.name.as_deref())
+            .or_else(|| self.lease_names.get(&mac).map(String::as_str))
+    }
+
+    pub fn is_quarantined(&self, mac: Mac) -> bool {
+        self.state.quarantines.contains_key(&mac)
+    }
+
+    fn learning(&self, mac: Mac, now: u64) -> bool {
+        let learn = self.policy.config.defaults.learn.as_secs();
+        learn > 0 && self.state.first_seen.get(&mac).is_some_and(|t| now < t.saturating_add(learn))
+    }
+
+    // ---- what the kernel reports ----
+
+    /// A neighbour entry (IP ↔ MAC) on interface `ifindex`.
+    pub fn on_neighbour(&mut self, ifindex: u32, ip: IpAddr, mac: Option<Mac>, gone: bool, now: u64, out: &mut Vec<Effect>) {
+        if !self.net.is_lan_if(ifindex) {
+            return;
+        }
+        let Some(mac) = mac.filter(|m| !m.is_zero() && !m.is_multicast()) else {
+            if gone {
+                self.devices.forget_addr(ip);
+            }
+            return;
+        };
+        if gone {
+            self.devices.forget_addr(ip);
+            return;
+        }
+        self.devices.observe(mac, ip, now);
+        if self.policy.config.defaults.learn.as_secs() > 0 && !self.state.first_seen.contains_key(&mac) {
+            if self.state.first_seen.len() >= MAX_FIRST_SEEN {
+                if let Some(oldest) = self.state.first_seen.iter().min_by_key(|(_, t)| **t).map(|(m, _)| *m) {
+                    self.state.first_seen.remove(&oldest);
+                }
+            }
+            self.state.first_seen.insert(mac, now);
+            out.push(Effect::Persist);
+        }
+        // A quarantined device that shows up with a new address: drop inbound to it too.
+        if let Some(q) = self.state.quarantines.get_mut(&mac) {
+            if q.addrs.insert(ip) {
+                out.push(Effect::Set(SetChange::Add { elem: Elem::QuarantineAddr(ip), timeout: None }));
+                out.push(Effect::Persist);
+            }
+        }
+    }
+
+    pub fn set_leases(&mut self, leases: &[Lease], now: u64) {
+        self.lease_names = crate::leases::names(leases);
+        for l in leases {
+            if self.net.is_lan_addr(l.ip) || self.devices.get(l.mac).is_some() {
+                self.devices.observe(l.mac, l.ip, now);
+            }
+        }
+        for (mac, name) in &self.lease_names {
+            self.devices.set_lease_name(*mac, Some(name.clone()));
+        }
+    }
+
+    /// Whether a flow is LAN → internet, and from which device.
+    pub fn classify(&self, flow: &Flow) -> Result<Mac, FlowOutcome> {
+        if !self.net.is_internet(flow.dst) {
+            return Err(FlowOutcome::Ignored);
+        }
+        match self.devices.mac_of(flow.src) {
+            Some(mac) => Ok(mac),
+            None if self.net.is_lan_addr(flow.src) => Err(FlowOutcome::Unidentified),
+            None => Err(FlowOutcome::Ignored),
+        }
+    }
+
+    /// A new flow (conntrack NEW event, or an entry found by a dump).
+    pub fn on_flow(&mut self, flow: &Flow, now: u64, out: &mut Vec<Effect>) -> FlowOutcome {
+        let mac = match self.classify(flow) {
+            Ok(mac) => mac,
+            Err(o) => {
+                match o {
+                    FlowOutcome::Unidentified => self.counters.flows_unidentified += 1,
+                    _ => self.counters.flows_ignored += 1,
+                }
+                return o;
+            }
+        };
+        self.devices.touch(mac, now);
+        self.counters.flows_judged += 1;
+        if self.is_quarantined(mac) {
+            // Its packets are dropped already; a flow seen now predates the
+            // quarantine (a dump) or slipped in before it: cut it.
+            if !self.monitor() {
+                out.push(Effect::Cut(Cut { addrs: vec![flow.src], dst: Some(flow.dst) }));
+            }
+            return FlowOutcome::Quarantined;
+        }
+        if let Some(b) = self.blocks.get_mut(&(mac, flow.dst)) {
+            // A retry that got past the set: only possible once the element
+            // expired in the kernel. Refresh it.
+            if now + BLOCK_TIMEOUT.as_secs() / 2 > b.until {
+                b.until = now + BLOCK_TIMEOUT.as_secs();
+                out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, flow.dst), timeout: Some(BLOCK_TIMEOUT) }));
+            }
+            out.push(Effect::Cut(Cut { addrs: vec![flow.src], dst: Some(flow.dst) }));
+            return FlowOutcome::Judged(Verdict::Block);
+        }
+        let granted = self.granted(mac);
+        let j = self.policy.judge(mac, &granted, &Destination { addr: Some(flow.dst), ..Destination::default() });
+        let verdict = j.verdict;
+        if verdict > Verdict::Allow && self.learning(mac, now) {
+            self.learn(mac, flow, now, out);
+            return FlowOutcome::Judged(Verdict::Allow);
+        }
+        self.carry_out(mac, Some(flow), j, now, out);
+        FlowOutcome::Judged(verdict)
+    }
+
+    fn granted(&self, mac: Mac) -> Vec<Selector> {
+        self.state.consents.get(&mac).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn learn(&mut self, mac: Mac, flow: &Flow, now: u64, out: &mut Vec<Effect>) {
+        let sel = Selector::Net(crate::cidr::Cidr::host(flow.dst));
+        if self.state.consents.entry(mac).or_default().insert(sel.clone()) {
+            out.push(Effect::Persist);
+            let a = self.flow_alert(Verb::Learned, mac, Some(flow)).field("consent", &sel);
+            self.log(mac, Some(flow.dst), a, now, out);
+        }
+    }
+
+    fn flow_alert(&self, verb: Verb, mac: Mac, flow: Option<&Flow>) -> Alert {
+        let mut a = Alert::new(verb).field("device", mac).opt("name", self.device_name(mac));
+        match flow {
+            Some(f) => {
+                a = a.field("ip", f.src).field("dst", f.dst).field("proto", proto_name(f.proto));
+                if f.dport != 0 {
+                    a = a.field("dport", f.dport);
+                }
+            }
+            None => a = a.opt("ip", self.devices.get(mac).and_then(|d| d.addrs.first())),
+        }
+        a
+    }
+
+    /// Logs unless the same (device, destination, verb) was logged within
+    /// `alert_interval`.
+    fn log(&mut self, mac: Mac, dst: Option<IpAddr>, alert: Alert, now: u64, out: &mut Vec<Effect>) {
+        let interval = self.policy.config.daemon.alert_interval.as_secs();
+        let key = (mac, dst, alert.verb);
+        if let Some(last) = self.suppress.get(&key) {
+            if now < last.saturating_add(interval) {
+                self.counters.alerts_suppressed += 1;
+                return;
+            }
+        }
+        if self.suppress.len() >= MAX_SUPPRESS && !self.suppress.contains_key(&key) {
+            self.prune_suppress(now);
+            if self.suppress.len() >= MAX_SUPPRESS {
+                if let Some(oldest) = self.suppress.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) {
+                    self.suppress.remove(&oldest);
+                    self.counters.suppress_evicted += 1;
+                    tracing::warn!(cap = MAX_SUPPRESS, evicted = self.counters.suppress_evicted, "alert suppression table full, forgot the oldest entry");
+                }
+            }
+        }
+        self.suppress.insert(key, now);
+        self.counters.alerts += 1;
+        out.push(Effect::Log(alert));
+    }
+
+    fn carry_out(&mut self, mac: Mac, flow: Option<&Flow>, j: Judgement, now: u64, out: &mut Vec<Effect>) {
+        let dst = flow.map(|f| f.dst);
+        let monitor = self.monitor();
+        let verb = match (j.verdict, monitor) {
+            (Verdict::Allow, _) => return,
+            (Verdict::Alert, _) => Verb::Alert,
+            (Verdict::Block, false) => Verb::Block,
+            (Verdict::Block, true) => Verb::WouldBlock,
+            (Verdict::Quarantine, false) => Verb::Quarantine,
+            (Verdict::Quarantine, true) => Verb::WouldQuarantine,
+        };
+        match verb {
+            Verb::Block => {
+                let Some(dst) = dst else { return };
+                self.add_block(mac, dst, j.rule.clone(), now, out);
+                let addrs = self.device_addrs(mac, flow);
+                out.push(Effect::Cut(Cut { addrs, dst: Some(dst) }));
+            }
+            Verb::Quarantine => {
+                self.quarantine(mac, j.rule.clone(), now, flow, out);
+            }
+            _ => {}
+        }
+        let alert = self.flow_alert(verb, mac, flow).field("rule", &j.rule).field("profile", &j.profile);
+        self.log(mac, dst, alert, now, out);
+    }
+
+    fn device_addrs(&self, mac: Mac, flow: Option<&Flow>) -> Vec<IpAddr> {
+        let mut addrs: Vec<IpAddr> = self.devices.get(mac).map(|d| d.addrs.clone()).unwrap_or_default();
+        if let Some(f) = flow {
+            if !addrs.contains(&f.src) {
+                addrs.push(f.src);
+            }
+        }
+        addrs
+    }
+
+    fn add_block(&mut self, mac: Mac, dst: IpAddr, rule: Rule, now: u64, out: &mut Vec<Effect>) {
+        if self.blocks.len() >= MAX_BLOCKS && !self.blocks.contains_key(&(mac, dst)) {
+            // The kernel element still expires by itself; only our memory of it goes.
+            if let Some(k) = self.blocks.iter().min_by_key(|(_, b)| b.until).map(|(k, _)| *k) {
+                self.blocks.remove(&k);
+                self.counters.blocks_evicted += 1;
+                tracing::warn!(cap = MAX_BLOCKS, evicted = self.counters.blocks_evicted, "block table full, forgot the block closest to expiry");
+            }
+        }
+        self.blocks.insert((mac, dst), BlockInfo { rule, until: now + BLOCK_TIMEOUT.as_secs() });
+        self.counters.blocks += 1;
+        out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, dst), timeout: Some(BLOCK_TIMEOUT) }));
+    }
+
+    fn quarantine(&mut self, mac: Mac, rule: Rule, now: u64, flow: Option<&Flow>, out: &mut Vec<Effect>) {
+        let addrs = self.device_addrs(mac, flow);
+        let q = Quarantine { since: now, rule: rule.to_string(), addrs: addrs.iter().copied().collect() };
+        out.push(Effect::Set(SetChange::Add { elem: Elem::QuarantineMac(mac), timeout: None }));
+        for a in &q.addrs {
+            out.push(Effect::Set(SetChange::Add { elem: Elem::QuarantineAddr(*a), timeout: None }));
+        }
+        self.state.quarantines.insert(mac, q);
+        self.counters.quarantines += 1;
+        out.push(Effect::Persist);
+        out.push(Effect::Cut(Cut { addrs, dst: None }));
+    }
+
+    // ---- what the owner commands ----
+
+    /// DEVICE on the command line: a MAC, a configured or DHCP name, or an address.
+    pub fn resolve(&self, device: &str) -> Result<Mac, CommandError> {
+        if let Ok(mac) = device.parse::<Mac>() {
+            return Ok(mac);
+        }
+        if let Ok(ip) = device.parse::<IpAddr>() {
+            return self.devices.mac_of(ip).ok_or_else(|| CommandError::UnknownDevice(device.to_string()));
+        }
+        let mut found: Vec<Mac> = self
+            .policy
+            .config
+            .devices
+            .iter()
+            .filter(|d| d.name.as_deref() == Some(device))
+            .map(|d| d.mac)
+            .collect();
+        if found.is_empty() {
+            found = self.lease_names.iter().filter(|(_, n)| n.as_str() == device).map(|(m, _)| *m).collect();
+        }
+        found.sort();
+        found.dedup();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(CommandError::UnknownDevice(device.to_string())),
+            many => Err(CommandError::Ambiguous(device.to_string(), many.iter().map(Mac::to_string).collect::<Vec<_>>().join(", "))),
+        }
+    }
+
+    pub fn consent(&mut self, mac: Mac, sel: Selector, now: u64, out: &mut Vec<Effect>) -> bool {
+        let added = self.state.consents.entry(mac).or_default().insert(sel.clone());
+        if added {
+            out.push(Effect::Persist);
+            let a = self.flow_alert(Verb::Consent, mac, None).field("consent", &sel).field("action", "grant");
+            out.push(Effect::Log(a));
+            self.recheck_blocks(Some(mac), now, out);
+        }
+        added
+    }
+
+    pub fn revoke(&mut self, mac: Mac, sel: &Selector, out: &mut Vec<Effect>) -> bool {
+        let removed = self.state.consents.get_mut(&mac).is_some_and(|s| s.remove(sel));
+        if removed {
+            if self.state.consents.get(&mac).is_some_and(|s| s.is_empty()) {
+                self.state.consents.remove(&mac);
+            }
+            out.push(Effect::Persist);
+            let a = self.flow_alert(Verb::Consent, mac, None).field("consent", sel).field("action", "revoke");
+            out.push(Effect::Log(a));
+        }
+        removed
+    }
+
+    /// Quarantine by hand. Returns false when it was quarantined already.
+    pub fn quarantine_manual(&mut self, mac: Mac, now: u64, out: &mut Vec<Effect>) -> bool {
+        if self.is_quarantined(mac) {
+            return false;
+        }
+        self.quarantine(mac, Rule::Manual, now, None, out);
+        let a = self.flow_alert(Verb::Quarantine, mac, None).field("rule", Rule::Manual).field("profile", &self.policy.profile_of(mac).name);
+        out.push(Effect::Log(a));
+        self.counters.alerts += 1;
+        true
+    }
+
+    pub fn release(&mut self, mac: Mac, out: &mut Vec<Effect>) -> bool {
+        let Some(q) = self.state.quarantines.remove(&mac) else { return false };
+        out.push(Effect::Set(SetChange::Delete(Elem::QuarantineMac(mac))));
+        for a in &q.addrs {
+            // Another quarantined device may hold the address now (DHCP reuse).
+            if !self.state.quarantines.values().any(|o| o.addrs.contains(a)) {
+                out.push(Effect::Set(SetChange::Delete(Elem::QuarantineAddr(*a))));
+            }
+        }
+        out.push(Effect::Persist);
+        // Forget suppression so that a relapse is reported at once.
+        self.suppress.retain(|(m, _, _), _| *m != mac);
+        let a = self.flow_alert(Verb::Release, mac, None).field("rule", &q.rule);
+        out.push(Effect::Log(a));
+        true
+    }
+
+    /// A new configuration (already validated and loaded whole).
+    pub fn reload(&mut self, policy: Policy, now: u64, out: &mut Vec<Effect>) {
+        self.net.set_lan_names(&policy.config.daemon.lan);
+        self.policy = policy;
+        self.recheck_blocks(None, now, out);
+    }
+
+    /// Removes the blocks that the policy no longer gives (a consent, a
+    /// reload, monitor mode).
+    fn recheck_blocks(&mut self, only: Option<Mac>, _now: u64, out: &mut Vec<Effect>) {
+        let monitor = self.monitor();
+        let keys: Vec<(Mac, IpAddr)> = self.blocks.keys().filter(|(m, _)| only.is_none_or(|o| o == *m)).copied().collect();
+        for (mac, ip) in keys {
+            let granted = self.granted(mac);
+            let j = self.policy.judge(mac, &granted, &Destination { addr: Some(ip), ..Destination::default() });
+            if monitor || j.verdict != Verdict::Block {
+                self.blocks.remove(&(mac, ip));
+                out.push(Effect::Set(SetChange::Delete(Elem::Block(mac, ip))));
+            } else if let Some(b) = self.blocks.get_mut(&(mac, ip)) {
+                b.rule = j.rule;
+            }
+        }
+    }
+
+    /// Housekeeping: forget expired blocks and stale suppression entries.
+    pub fn tick(&mut self, now: u64) {
+        self.blocks.retain(|_, b| b.until > now);
+        self.prune_suppress(now);
+    }
+
+    fn prune_suppress(&mut self, now: u64) {
+        let interval = self.policy.config.daemon.alert_interval.as_secs();
+        self.suppress.retain(|_, t| now < t.saturating_add(interval));
+    }
+
+    /// Whether a conntrack entry (original and reply direction) belongs to a cut.
+    pub fn cut_matches(&self, cut: &Cut, orig: &Flow, reply: Option<&Flow>) -> bool {
+        let hit = |from: IpAddr, to: IpAddr| cut.addrs.contains(&from) && cut.dst.map_or(self.net.is_internet(to), |d| d == to);
+        // Outbound: device → dst. Inbound (port forward): reply comes from the device.
+        hit(orig.src, orig.dst) || reply.is_some_and(|r| hit(r.src, r.dst)) || cut.dst.is_none() && cut.addrs.contains(&orig.dst) && self.net.is_internet(orig.src)
+    }
+
+    pub fn explain(&self, mac: Mac, destination: &str) -> Result<Explanation, CommandError> {
+        let (addr, names) = match destination.parse::<IpAddr>() {
+            Ok(ip) => (Some(ip), vec![]),
+            Err(_) => {
+                let n = crate::selector::normalize_name(destination).ok_or_else(|| CommandError::BadDestination(destination.to_string()))?;
+                (None, vec![n])
+            }
+        };
+        let granted = self.granted(mac);
+        let j = self.policy.judge(mac, &granted, &Destination { addr, names: &names, ..Destination::default() });
+        let quarantine = self.state.quarantines.get(&mac);
+        let (verdict, rule) = match quarantine {
+            Some(q) => (Verdict::Quarantine, format!("quarantined ({})", q.rule)),
+            None => (j.verdict, j.rule.to_string()),
+        };
+        Ok(Explanation {
+            device: mac,
+            name: self.device_name(mac).map(str::to_string),
+            profile: j.profile,
+            destination: destination.to_string(),
+            verdict,
+            rule,
+            policy_verdict: j.verdict,
+            policy_rule: j.rule.to_string(),
+            mode: self.policy.config.daemon.mode,
+            blocked_now: addr.is_some_and(|a| self.blocks.contains_key(&(mac, a))),
+        })
+    }
+
+    pub fn device_reports(&self, now: u64) -> Vec<DeviceReport> {
+        let mut macs: Vec<Mac> = self.devices.iter().map(|d| d.mac).collect();
+        macs.extend(self.policy.config.devices.iter().map(|d| d.mac));
+        macs.extend(self.state.quarantines.keys());
+        macs.sort();
+        macs.dedup();
+        macs.into_iter()
+            .map(|mac| {
+                let d = self.devices.get(mac);
+                let state = if self.is_quarantined(mac) {
+                    "quarantined"
+                } else if self.learning(mac, now) {
+                    "learning"
+                } else {
+                    "enforced"
+                };
+                DeviceReport {
+                    mac,
+                    name: self.device_name(mac).map(str::to_string),
+                    vendor: None,
+                    addrs: d.map(|d| d.addrs.clone()).unwrap_or_default(),
+                    profile: self.policy.profile_of(mac).name.clone(),
+                    state,
+                    last_seen: d.map(|d| d.last_seen),
+                    flows: d.map_or(0, |d| d.flows),
+                }
+            })
+            .collect()
+    }
+
+    pub fn status(&self, now: u64) -> Status {
+        Status {
+            mode: self.policy.config.daemon.mode,
+            uptime: now.saturating_sub(self.started),
+            config: self.policy.config.source.display().to_string(),
+            devices: self.devices.len(),
+            devices_evicted: self.devices.evicted,
+            quarantined: self.state.quarantines.len(),
+            blocks_in_kernel: self.blocks.len(),
+            quarantine_elements: self.persisted_elements().len(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub device: Mac,
+    pub name: Option<String>,
+    pub profile: String,
+    pub destination: String,
+    /// What happens to traffic now (a quarantine overrides the policy).
+    pub verdict: Verdict,
+    pub rule: String,
+    /// What the policy alone says.
+    pub policy_verdict: Verdict,
+    pub policy_rule: String,
+    pub mode: Mode,
+    pub blocked_now: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceReport {
+    pub mac: Mac,
+    pub name: Option<String>,
+    pub vendor: Option<String>,
+    pub addrs: Vec<IpAddr>,
+    pub profile: String,
+    pub state: &'static str,
+    pub last_seen: Option<u64>,
+    pub flows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub mode: Mode,
+    pub uptime: u64,
+    pub config: String,
+    pub devices: usize,
+    pub devices_evicted: u64,
+    pub quarantined: usize,
+    pub blocks_in_kernel: usize,
+    pub quarantine_elements: usize,
+    pub counters: Counters,
+}
+
+pub fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        136 => "udplite".into(),
+        n => n.to_string(),
+    }
+}

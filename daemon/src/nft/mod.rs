@@ -1,0 +1,60 @@
+//! leash's nftables objects (SPEC §6): the table `inet leash`, its chains and
+//! the named sets that hold every decision, so that a decision costs one set
+//! update and never a new rule. Pure: `ruleset` builds the script that
+//! (re)creates the table, `SetChange` describes element updates; the
+//! adapters in `apply` send them.
+
+pub mod apply;
+mod ruleset;
+
+pub use ruleset::ruleset;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::mac::Mac;
+
+pub const SET_QUARANTINE_MAC: &str = "quarantine_mac";
+pub const SET_QUARANTINE_V4: &str = "quarantine_v4";
+pub const SET_QUARANTINE_V6: &str = "quarantine_v6";
+pub const SET_BLOCK_V4: &str = "block_v4";
+pub const SET_BLOCK_V6: &str = "block_v6";
+
+/// One element of one of leash's sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Elem {
+    /// A quarantined device: all its traffic to the internet is dropped.
+    QuarantineMac(Mac),
+    /// An address of a quarantined device: inbound traffic from the WAN is dropped.
+    QuarantineAddr(IpAddr),
+    /// One device may no longer reach one address.
+    Block(Mac, IpAddr),
+}
+
+impl Elem {
+    pub fn set(&self) -> &'static str {
+        match self {
+            Elem::QuarantineMac(_) => SET_QUARANTINE_MAC,
+            Elem::QuarantineAddr(IpAddr::V4(_)) => SET_QUARANTINE_V4,
+            Elem::QuarantineAddr(IpAddr::V6(_)) => SET_QUARANTINE_V6,
+            Elem::Block(_, IpAddr::V4(_)) => SET_BLOCK_V4,
+            Elem::Block(_, IpAddr::V6(_)) => SET_BLOCK_V6,
+        }
+    }
+
+    /// The element as `nft` writes it.
+    pub fn nft_key(&self) -> String {
+        match self {
+            Elem::QuarantineMac(m) => m.to_string(),
+            Elem::QuarantineAddr(a) => a.to_string(),
+            Elem::Block(m, a) => format!("{m} . {a}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetChange {
+    /// `timeout: None` = until removed.
+    Add { elem: Elem, timeout: Option<Duration> },
+    Delete(Elem),
+}

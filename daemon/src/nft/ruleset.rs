@@ -1,0 +1,126 @@
+//! The `nft -f` script that replaces leash's table in one transaction.
+
+use std::fmt::Write;
+
+use super::*;
+
+/// Builds the script: create the table (so that the delete cannot fail),
+/// delete it, and define it whole with `elements` in force from the first
+/// packet. `nft -f` applies all of it as one atomic batch, whatever state the
+/// kernel was left in.
+///
+/// Chains hook at `filter - 10`, before fw4's filter chains; a drop in any
+/// base chain is final, so fw4's accepts cannot undo it, and leash never
+/// touches fw4's table.
+pub fn ruleset(table: &str, lan: &[String], elements: &[Elem]) -> String {
+    let lan_set = lan.iter().map(|l| format!("\"{}\"", escape(l))).collect::<Vec<_>>().join(", ");
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet {table} {{}}");
+    let _ = writeln!(s, "delete table inet {table}");
+    let _ = writeln!(s, "table inet {table} {{");
+    for (name, ty, comment) in [
+        (SET_QUARANTINE_MAC, "ether_addr", "quarantined devices: no internet"),
+        (SET_QUARANTINE_V4, "ipv4_addr", "addresses of quarantined devices: no inbound from the internet"),
+        (SET_QUARANTINE_V6, "ipv6_addr", "addresses of quarantined devices: no inbound from the internet"),
+        (SET_BLOCK_V4, "ether_addr . ipv4_addr", "device . destination pairs that are blocked"),
+        (SET_BLOCK_V6, "ether_addr . ipv6_addr", "device . destination pairs that are blocked"),
+    ] {
+        let _ = writeln!(s, "\tset {name} {{");
+        let _ = writeln!(s, "\t\ttype {ty}; flags timeout; comment \"{comment}\";");
+        let items: Vec<String> = elements.iter().filter(|e| e.set() == name).map(Elem::nft_key).collect();
+        if !items.is_empty() {
+            let _ = writeln!(s, "\t\telements = {{ {} }}", items.join(", "));
+        }
+        let _ = writeln!(s, "\t}}");
+    }
+    let _ = writeln!(s, "\tchain forward {{");
+    let _ = writeln!(s, "\t\ttype filter hook forward priority filter - 10; policy accept;");
+    // leash's own ct expression: conntrack reports flows even on a router
+    // without fw4 (the kernel tracks nothing until some rule uses it).
+    let _ = writeln!(s, "\t\tct state new counter comment \"new flows: conntrack reports them to leash\"");
+    if !lan.is_empty() {
+        let _ = writeln!(s, "\t\tiifname {{ {lan_set} }} oifname != {{ {lan_set} }} jump lan_out");
+        let _ = writeln!(s, "\t\tiifname != {{ {lan_set} }} oifname {{ {lan_set} }} jump lan_in");
+    }
+    let _ = writeln!(s, "\t}}");
+    let _ = writeln!(s, "\tchain lan_out {{");
+    let _ = writeln!(s, "\t\tether saddr @{SET_QUARANTINE_MAC} counter drop comment \"quarantined device\"");
+    let _ = writeln!(s, "\t\tether saddr . ip daddr @{SET_BLOCK_V4} counter drop comment \"blocked destination\"");
+    let _ = writeln!(s, "\t\tether saddr . ip6 daddr @{SET_BLOCK_V6} counter drop comment \"blocked destination\"");
+    let _ = writeln!(s, "\t}}");
+    let _ = writeln!(s, "\tchain lan_in {{");
+    let _ = writeln!(s, "\t\tip daddr @{SET_QUARANTINE_V4} counter drop comment \"inbound to a quarantined device\"");
+    let _ = writeln!(s, "\t\tip6 daddr @{SET_QUARANTINE_V6} counter drop comment \"inbound to a quarantined device\"");
+    let _ = writeln!(s, "\t}}");
+    let _ = writeln!(s, "}}");
+    s
+}
+
+/// Interface names come from the validated config, but a quote must never
+/// end the string early.
+fn escape(s: &str) -> String {
+    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_script() {
+        let mac: Mac = "aa:bb:cc:dd:ee:ff".parse().unwrap();
+        let s = ruleset(
+            "leash",
+            &["br-lan".into(), "wlan0".into()],
+            &[Elem::QuarantineMac(mac), Elem::QuarantineAddr("192.168.1.23".parse().unwrap()), Elem::QuarantineAddr("2001:db8::23".parse().unwrap())],
+        );
+        let want = r#"table inet leash {}
+delete table inet leash
+table inet leash {
+	set quarantine_mac {
+		type ether_addr; flags timeout; comment "quarantined devices: no internet";
+		elements = { aa:bb:cc:dd:ee:ff }
+	}
+	set quarantine_v4 {
+		type ipv4_addr; flags timeout; comment "addresses of quarantined devices: no inbound from the internet";
+		elements = { 192.168.1.23 }
+	}
+	set quarantine_v6 {
+		type ipv6_addr; flags timeout; comment "addresses of quarantined devices: no inbound from the internet";
+		elements = { 2001:db8::23 }
+	}
+	set block_v4 {
+		type ether_addr . ipv4_addr; flags timeout; comment "device . destination pairs that are blocked";
+	}
+	set block_v6 {
+		type ether_addr . ipv6_addr; flags timeout; comment "device . destination pairs that are blocked";
+	}
+	chain forward {
+		type filter hook forward priority filter - 10; policy accept;
+		ct state new counter comment "new flows: conntrack reports them to leash"
+		iifname { "br-lan", "wlan0" } oifname != { "br-lan", "wlan0" } jump lan_out
+		iifname != { "br-lan", "wlan0" } oifname { "br-lan", "wlan0" } jump lan_in
+	}
+	chain lan_out {
+		ether saddr @quarantine_mac counter drop comment "quarantined device"
+		ether saddr . ip daddr @block_v4 counter drop comment "blocked destination"
+		ether saddr . ip6 daddr @block_v6 counter drop comment "blocked destination"
+	}
+	chain lan_in {
+		ip daddr @quarantine_v4 counter drop comment "inbound to a quarantined device"
+		ip6 daddr @quarantine_v6 counter drop comment "inbound to a quarantined device"
+	}
+}
+"#;
+        assert_eq!(s, want);
+    }
+
+    #[test]
+    fn elements_name_their_sets() {
+        let mac: Mac = "aa:bb:cc:dd:ee:ff".parse().unwrap();
+        let b = Elem::Block(mac, "2001:db8::1".parse().unwrap());
+        assert_eq!(b.set(), SET_BLOCK_V6);
+        assert_eq!(b.nft_key(), "aa:bb:cc:dd:ee:ff . 2001:db8::1");
+        assert_eq!(escape("br\"-lan"), "br-lan");
+    }
+}

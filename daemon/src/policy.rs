@@ -1,0 +1,93 @@
+//! The policy: which verdict a device's profile gives a destination, and the
+//! rule that gave it (SPEC §3 precedence: consent > deny lists > unlisted).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::{Config, Profile};
+use crate::lists::LoadedList;
+use crate::mac::Mac;
+use crate::selector::{Destination, Selector};
+use crate::verdict::Verdict;
+
+/// What produced a verdict; printed as `rule=` in alerts and by `explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// A consent of the device (configured or granted by CLI).
+    Consent(Selector),
+    /// A deny list of the profile.
+    List(String),
+    /// Neither consented nor denied: the profile's `unlisted` verdict.
+    Unlisted,
+    /// Quarantined by hand (`leash quarantine`).
+    Manual,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Consent(s) => write!(f, "consent:{s}"),
+            Rule::List(l) => write!(f, "list:{l}"),
+            Rule::Unlisted => f.write_str("unlisted"),
+            Rule::Manual => f.write_str("manual"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub rule: Rule,
+    pub profile: String,
+}
+
+/// The configuration with its list files loaded: immutable, swapped whole on
+/// reload so that a bad file never leaves a half-applied policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub config: Config,
+    pub lists: BTreeMap<String, LoadedList>,
+}
+
+impl Policy {
+    pub fn new(config: Config, lists: BTreeMap<String, LoadedList>) -> Policy {
+        Policy { config, lists }
+    }
+
+    pub fn device_config(&self, mac: Mac) -> Option<&crate::config::DeviceConfig> {
+        self.config.devices.iter().find(|d| d.mac == mac)
+    }
+
+    pub fn profile_of(&self, mac: Mac) -> &Profile {
+        let name = self
+            .device_config(mac)
+            .and_then(|d| d.profile.as_deref())
+            .unwrap_or(&self.config.defaults.profile);
+        self.config
+            .profiles
+            .get(name)
+            .or_else(|| self.config.profiles.get(&self.config.defaults.profile))
+            .unwrap_or(&IMPLICIT_PROFILE)
+    }
+
+    /// `granted` are the consents given at run time (persisted state); the
+    /// configured ones are looked up here.
+    pub fn judge(&self, mac: Mac, granted: &[Selector], dst: &Destination<'_>) -> Judgement {
+        let profile = self.profile_of(mac);
+        let configured = self.device_config(mac).map(|d| d.consent.as_slice()).unwrap_or(&[]);
+        let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: profile.name.clone() };
+        if let Some(s) = configured.iter().chain(granted).find(|s| s.matches(dst)) {
+            return verdict_of(Verdict::Allow, Rule::Consent(s.clone()));
+        }
+        for name in &profile.deny {
+            if self.lists.get(name).is_some_and(|l| l.matches(dst)) {
+                return verdict_of(profile.denied, Rule::List(name.clone()));
+            }
+        }
+        verdict_of(profile.unlisted, Rule::Unlisted)
+    }
+}
+
+/// Used only when a configuration names no profile at all: allow everything.
+static IMPLICIT_PROFILE: Profile =
+    Profile { name: String::new(), unlisted: Verdict::Allow, denied: Verdict::Block, deny: Vec::new(), upload_alert: None };
