@@ -653,3 +653,229 @@ pub fn proto_name(p: u8) -> String {
         n => n.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{Config, DaemonConfig, Defaults, DeviceConfig, GeoipConfig, Profile};
+    use crate::lists::LoadedList;
+
+    const CAM: Mac = Mac([2, 0, 0, 0, 7, 1]);
+    const PHONE: Mac = Mac([2, 0, 0, 0, 7, 2]);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn config(mode: Mode, denied: Verdict, unlisted: Verdict) -> Config {
+        let mut profiles = BTreeMap::new();
+        profiles.insert(
+            "iot".to_string(),
+            Profile { name: "iot".into(), unlisted, denied, deny: vec!["bad".into()], upload_alert: None },
+        );
+        Config {
+            source: "/etc/leash/leash.toml".into(),
+            daemon: DaemonConfig {
+                mode,
+                lan: vec!["br-lan".into()],
+                alert_interval: Duration::from_secs(3600),
+                dns_nflog_group: 5335,
+                keep_on_exit: false,
+                leases: "/tmp/dhcp.leases".into(),
+                state_dir: "/etc/leash/state".into(),
+                socket: "/var/run/leash.sock".into(),
+                nft_table: "leash".into(),
+                syslog: "/dev/log".into(),
+            },
+            geoip: GeoipConfig::default(),
+            defaults: Defaults { profile: "iot".into(), learn: Duration::ZERO },
+            profiles,
+            lists: BTreeMap::new(),
+            devices: vec![DeviceConfig { mac: CAM, name: Some("living-room-camera".into()), profile: None, consent: vec!["198.51.100.0/24".parse().unwrap()] }],
+        }
+    }
+
+    fn engine(mode: Mode, denied: Verdict, unlisted: Verdict) -> Engine {
+        let mut lists = BTreeMap::new();
+        lists.insert(
+            "bad".to_string(),
+            LoadedList {
+                name: "bad".into(),
+                domains: vec![],
+                nets: vec!["203.0.113.0/24".parse().unwrap(), "2001:db8:bad::/48".parse().unwrap()],
+                selectors: vec![],
+                bad_lines: 0,
+            },
+        );
+        let mut e = Engine::new(Policy::new(config(mode, denied, unlisted), lists), State::new(), 1000);
+        e.net.link(3, "br-lan");
+        e.net.link(4, "wan");
+        e.net.addr(3, ip("192.168.7.1"), 24);
+        e.net.addr(3, ip("fd00:7::1"), 64);
+        e.net.addr(4, ip("192.0.2.1"), 24);
+        let mut fx = Vec::new();
+        e.on_neighbour(3, ip("192.168.7.11"), Some(CAM), false, 1000, &mut fx);
+        e.on_neighbour(3, ip("fd00:7::11"), Some(CAM), false, 1000, &mut fx);
+        e.on_neighbour(3, ip("192.168.7.12"), Some(PHONE), false, 1000, &mut fx);
+        assert!(fx.is_empty());
+        e
+    }
+
+    fn flow(src: &str, dst: &str) -> Flow {
+        Flow { src: ip(src), dst: ip(dst), proto: 6, sport: 40000, dport: 443 }
+    }
+
+    fn logs(fx: &[Effect]) -> Vec<String> {
+        fx.iter().filter_map(|e| if let Effect::Log(a) = e { Some(a.to_string()) } else { None }).collect()
+    }
+
+    fn sets(fx: &[Effect]) -> Vec<SetChange> {
+        fx.iter().filter_map(|e| if let Effect::Set(s) = e { Some(s.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn denied_destination_quarantines_with_spec_line() {
+        let mut e = engine(Mode::Enforce, Verdict::Quarantine, Verdict::Allow);
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.11", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Quarantine));
+        assert_eq!(
+            logs(&fx),
+            ["QUARANTINE device=02:00:00:00:07:01 name=living-room-camera ip=192.168.7.11 dst=203.0.113.7 proto=tcp dport=443 rule=list:bad profile=iot"]
+        );
+        let s = sets(&fx);
+        assert!(s.contains(&SetChange::Add { elem: Elem::QuarantineMac(CAM), timeout: None }));
+        assert!(s.contains(&SetChange::Add { elem: Elem::QuarantineAddr(ip("192.168.7.11")), timeout: None }));
+        assert!(s.contains(&SetChange::Add { elem: Elem::QuarantineAddr(ip("fd00:7::11")), timeout: None }));
+        assert!(fx.contains(&Effect::Persist));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Cut(Cut { dst: None, .. }))));
+        assert!(e.is_quarantined(CAM));
+        assert_eq!(e.persisted_elements().len(), 3);
+        // Later flows of a quarantined device: no new line.
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.11", "203.0.113.8"), 1002, &mut fx), FlowOutcome::Quarantined);
+        assert!(logs(&fx).is_empty());
+    }
+
+    #[test]
+    fn consent_beats_deny_list_and_block_is_per_destination() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        // Configured consent 198.51.100.0/24 for the camera.
+        assert_eq!(e.on_flow(&flow("192.168.7.11", "198.51.100.20"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+        assert!(fx.is_empty());
+        assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
+        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.7")), timeout: Some(BLOCK_TIMEOUT) }]);
+        assert!(logs(&fx)[0].starts_with("BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=203.0.113.7"));
+        assert!(fx.contains(&Effect::Cut(Cut { addrs: vec![ip("192.168.7.12")], dst: Some(ip("203.0.113.7")) })));
+        // Consent by CLI lifts the block.
+        let mut fx = Vec::new();
+        assert!(e.consent(PHONE, "203.0.113.7".parse().unwrap(), 1002, &mut fx));
+        assert!(sets(&fx).contains(&SetChange::Delete(Elem::Block(PHONE, ip("203.0.113.7")))));
+        assert!(logs(&fx)[0].starts_with("CONSENT device=02:00:00:00:07:02"));
+        let x = e.explain(PHONE, "203.0.113.7").unwrap();
+        assert_eq!((x.verdict, x.rule.as_str()), (Verdict::Allow, "consent:203.0.113.7"));
+        let mut fx = Vec::new();
+        assert!(e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx));
+        assert_eq!(e.explain(PHONE, "203.0.113.7").unwrap().verdict, Verdict::Block);
+    }
+
+    #[test]
+    fn monitor_mode_only_alerts_and_suppresses_repeats() {
+        let mut e = engine(Mode::Monitor, Verdict::Quarantine, Verdict::Block);
+        let mut fx = Vec::new();
+        e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx);
+        e.on_flow(&flow("192.168.7.12", "192.0.2.77"), 1001, &mut fx);
+        let l = logs(&fx);
+        assert!(l[0].starts_with("WOULD-QUARANTINE ") && l[0].contains("rule=list:bad"), "{l:?}");
+        assert!(l[1].starts_with("WOULD-BLOCK ") && l[1].contains("rule=unlisted"), "{l:?}");
+        assert!(sets(&fx).is_empty() && !fx.iter().any(|e| matches!(e, Effect::Cut(_) | Effect::Persist)));
+        let mut fx = Vec::new();
+        e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1500, &mut fx);
+        assert!(fx.is_empty(), "repeat within alert_interval is suppressed");
+        e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001 + 3600, &mut fx);
+        assert_eq!(logs(&fx).len(), 1, "after alert_interval it is logged again");
+    }
+
+    #[test]
+    fn lan_router_and_unknown_sources_are_not_judged() {
+        let mut e = engine(Mode::Enforce, Verdict::Quarantine, Verdict::Quarantine);
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.11", "192.168.7.12"), 1001, &mut fx), FlowOutcome::Ignored);
+        assert_eq!(e.on_flow(&flow("192.168.7.11", "192.168.7.1"), 1001, &mut fx), FlowOutcome::Ignored);
+        assert_eq!(e.on_flow(&flow("192.168.7.11", "224.0.0.251"), 1001, &mut fx), FlowOutcome::Ignored);
+        assert_eq!(e.on_flow(&flow("192.0.2.1", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Ignored);
+        assert_eq!(e.on_flow(&flow("192.168.7.99", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Unidentified);
+        assert!(fx.is_empty());
+    }
+
+    #[test]
+    fn manual_quarantine_release_and_new_addresses() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        assert!(e.quarantine_manual(PHONE, 1001, &mut fx));
+        assert!(!e.quarantine_manual(PHONE, 1001, &mut fx));
+        assert!(logs(&fx)[0].starts_with("QUARANTINE device=02:00:00:00:07:02 ip=192.168.7.12 rule=manual profile=iot"), "{:?}", logs(&fx));
+        let mut fx = Vec::new();
+        e.on_neighbour(3, ip("fd00:7::abcd"), Some(PHONE), false, 1002, &mut fx);
+        assert!(sets(&fx).contains(&SetChange::Add { elem: Elem::QuarantineAddr(ip("fd00:7::abcd")), timeout: None }));
+        let mut fx = Vec::new();
+        assert!(e.release(PHONE, &mut fx));
+        let s = sets(&fx);
+        assert!(s.contains(&SetChange::Delete(Elem::QuarantineMac(PHONE))));
+        assert!(s.contains(&SetChange::Delete(Elem::QuarantineAddr(ip("fd00:7::abcd")))));
+        assert!(logs(&fx)[0].starts_with("RELEASE device=02:00:00:00:07:02"));
+        assert!(!e.is_quarantined(PHONE));
+    }
+
+    #[test]
+    fn reload_into_monitor_lifts_blocks() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        e.on_flow(&flow("192.168.7.12", "2001:db8:bad::7"), 1001, &mut fx);
+        assert!(sets(&fx).contains(&SetChange::Add { elem: Elem::Block(PHONE, ip("2001:db8:bad::7")), timeout: Some(BLOCK_TIMEOUT) }));
+        let lists = std::mem::take(&mut e.policy.lists);
+        let mut fx = Vec::new();
+        e.reload(Policy::new(config(Mode::Monitor, Verdict::Block, Verdict::Allow), lists), 1002, &mut fx);
+        assert_eq!(sets(&fx), [SetChange::Delete(Elem::Block(PHONE, ip("2001:db8:bad::7")))]);
+    }
+
+    #[test]
+    fn resolves_devices_by_mac_name_and_address() {
+        let e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        assert_eq!(e.resolve("02:00:00:00:07:01"), Ok(CAM));
+        assert_eq!(e.resolve("living-room-camera"), Ok(CAM));
+        assert_eq!(e.resolve("fd00:7::11"), Ok(CAM));
+        assert!(e.resolve("nobody").is_err());
+    }
+
+    #[test]
+    fn cut_selects_outbound_and_inbound_flows_of_the_device() {
+        let e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let all = Cut { addrs: vec![ip("192.168.7.11")], dst: None };
+        let out = flow("192.168.7.11", "203.0.113.7");
+        let back = flow("203.0.113.7", "192.168.7.11");
+        assert!(e.cut_matches(&all, &out, Some(&back)));
+        assert!(e.cut_matches(&all, &back, Some(&out)), "inbound from the WAN");
+        assert!(!e.cut_matches(&all, &flow("192.168.7.11", "192.168.7.12"), None), "LAN flows stay");
+        let one = Cut { addrs: vec![ip("192.168.7.11")], dst: Some(ip("203.0.113.8")) };
+        assert!(!e.cut_matches(&one, &out, None));
+    }
+
+    #[test]
+    fn learning_turns_destinations_into_consents() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Block);
+        e.policy.config.defaults.learn = Duration::from_secs(86_400);
+        let mut fx = Vec::new();
+        let new_dev = Mac([2, 0, 0, 0, 7, 9]);
+        e.on_neighbour(3, ip("192.168.7.19"), Some(new_dev), false, 2000, &mut fx);
+        assert!(fx.contains(&Effect::Persist));
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.19", "192.0.2.50"), 2001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+        assert!(logs(&fx)[0].starts_with("LEARNED device=02:00:00:00:07:09"), "{:?}", logs(&fx));
+        assert_eq!(e.explain(new_dev, "192.0.2.50").unwrap().verdict, Verdict::Allow);
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.19", "192.0.2.51"), 2000 + 86_400, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    }
+}

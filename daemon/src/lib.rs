@@ -22,3 +22,12 @@ pub mod nft;
 pub mod policy;
 pub mod state;
 pub mod syslog;
+pub mod control;
+pub mod table;
+pub mod cli;
+pub mod daemon;
+pub mod kernel;
+pub mod logging;
+
+/// The target triple this binary was built for (shown by `--version` and `status`).
+pub const BUILD_TARGET: &str = env!("LEASH_TARGET");

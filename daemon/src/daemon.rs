@@ -1,0 +1,423 @@
+//! The daemon loop: one current-thread runtime, one owner of all state (the
+//! engine). Kernel events, control requests, signals and a housekeeping tick
+//! arrive here; the engine's effects are carried out through the adapters.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::alert::Severity;
+use crate::config::{self, Config, ConfigErrors};
+use crate::control::protocol::{Request, Response};
+use crate::control::server;
+use crate::engine::{CommandError, Cut, Effect, Engine, Flow, FlowOutcome};
+use crate::kernel::{CtRead, Kernel, RouteEvent};
+use crate::nft::{self, SetChange};
+use crate::policy::Policy;
+use crate::selector::Selector;
+use crate::state::Store;
+use crate::syslog::Syslog;
+
+/// Flows from LAN addresses whose MAC is not known yet wait this long for
+/// the neighbour entry, at most `MAX_PENDING` of them.
+const PENDING_FOR: u64 = 5;
+const MAX_PENDING: usize = 1024;
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Reads the configuration and its list files; nothing is half-applied.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, ConfigErrors> {
+    let config: Config = config::load(path)?;
+    let lists = crate::lists::load_all(&config)?;
+    Ok(Policy::new(config, lists))
+}
+
+struct Daemon {
+    engine: Engine,
+    kernel: Kernel,
+    syslog: Syslog,
+    store: Store,
+    config_path: PathBuf,
+    pending: VecDeque<(Flow, u64)>,
+    pending_dropped: u64,
+    leases_mtime: Option<SystemTime>,
+}
+
+pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let policy = load_policy(config_path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config_path = policy.config.source.clone();
+    let daemon_cfg = policy.config.daemon.clone();
+    let mut syslog = Syslog::new(&daemon_cfg.syslog);
+
+    let mut store = Store::new(&daemon_cfg.state_dir);
+    let (state, problem) = store.load();
+    if let Some(e) = problem {
+        tracing::error!(error = %e, "persisted state unreadable, set aside; starting without it");
+        syslog.send(Severity::Err, &format!("state file unreadable, set aside: {e}"));
+    }
+    let mut engine = Engine::new(policy, state, now());
+
+    let mut kernel = Kernel::open().await.context("opening netlink sockets")?;
+    // Subscribe before dumping, so nothing falls between dump and events.
+    for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
+        apply_route(&mut engine, ev, &mut Vec::new());
+    }
+    let listener = server::bind(&daemon_cfg.socket)?;
+
+    let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, &engine.persisted_elements());
+    nft::apply::run_script("table", &script).context("installing the nftables table")?;
+
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None };
+    d.read_leases();
+    tracing::info!(config = %d.config_path.display(), mode = ?daemon_cfg.mode, table = %daemon_cfg.nft_table, "leash started");
+    // Flows that existed before we started get judged too.
+    d.resync(false).await;
+
+    let local = tokio::task::LocalSet::new();
+    let result = local.run_until(d.main_loop(listener)).await;
+    let keep = d.engine.policy().config.daemon.keep_on_exit;
+    let table = d.engine.policy().config.daemon.nft_table.clone();
+    let outcome = if keep {
+        let script = nft::ruleset(&table, &d.engine.policy().config.daemon.lan, &d.engine.persisted_elements());
+        nft::apply::run_script("table", &script)
+    } else {
+        nft::apply::delete_table(&table)
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "cleaning up the nftables table on exit");
+    }
+    let _ = std::fs::remove_file(&d.engine.policy().config.daemon.socket);
+    tracing::info!(keep_on_exit = keep, "leash stopped");
+    result
+}
+
+impl Daemon {
+    async fn main_loop(&mut self, listener: tokio::net::UnixListener) -> anyhow::Result<()> {
+        let (jobs_tx, mut jobs) = mpsc::channel::<server::Job>(32);
+        tokio::task::spawn_local(server::serve(listener, jobs_tx));
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ct_buf = Vec::new();
+        let mut rt_buf = Vec::new();
+        loop {
+            tokio::select! {
+                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r).await,
+                r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
+                Some((req, reply)) = jobs.recv() => {
+                    let resp = self.handle(req).await;
+                    let _ = reply.send(resp);
+                }
+                _ = hup.recv() => { let _ = self.reload().await; }
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+                _ = tick.tick() => self.housekeeping().await,
+            }
+        }
+    }
+
+    async fn on_ct(&mut self, r: CtRead) {
+        let now = now();
+        let mut fx = Vec::new();
+        match r {
+            CtRead::Flows(flows) => {
+                for f in flows {
+                    if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
+                        self.park(f, now);
+                    }
+                }
+            }
+            CtRead::Lost => {
+                self.engine.counters.events_lost += 1;
+                tracing::warn!(overruns = self.engine.counters.events_lost, "conntrack events lost (receive buffer overrun); resyncing from a dump");
+                self.execute(fx).await;
+                self.resync(true).await;
+                return;
+            }
+            CtRead::Failed(e) => {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, "reading conntrack events");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        self.execute(fx).await;
+    }
+
+    fn park(&mut self, f: Flow, now: u64) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.pop_front();
+            self.pending_dropped += 1;
+            tracing::warn!(cap = MAX_PENDING, dropped = self.pending_dropped, "too many flows from unknown devices; dropped the oldest unjudged");
+        }
+        self.pending.push_back((f, now + PENDING_FOR));
+    }
+
+    /// Judges every flow the kernel holds: at start, and after lost events.
+    async fn resync(&mut self, after_loss: bool) {
+        match self.kernel.dump_flows().await {
+            Ok(flows) => {
+                let now = now();
+                let mut fx = Vec::new();
+                for (f, _) in &flows {
+                    if self.engine.on_flow(f, now, &mut fx) == FlowOutcome::Unidentified {
+                        self.park(*f, now);
+                    }
+                }
+                if after_loss {
+                    self.engine.counters.resyncs += 1;
+                }
+                tracing::info!(flows = flows.len(), after_loss, "judged the conntrack table");
+                self.execute(fx).await;
+            }
+            Err(e) => {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, "conntrack dump failed; flows may go unjudged until the next resync");
+            }
+        }
+    }
+
+    async fn on_route(&mut self, r: anyhow::Result<Vec<RouteEvent>>) {
+        match r {
+            Ok(events) => {
+                let mut fx = Vec::new();
+                for ev in events {
+                    apply_route(&mut self.engine, ev, &mut fx);
+                }
+                self.retry_pending(&mut fx);
+                self.execute(fx).await;
+            }
+            Err(e) => {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, "reading rtnetlink events");
+                if let Ok(events) = self.kernel.dump_routes().await {
+                    for ev in events {
+                        apply_route(&mut self.engine, ev, &mut Vec::new());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    fn retry_pending(&mut self, fx: &mut Vec<Effect>) {
+        let now = now();
+        let mut keep = VecDeque::new();
+        while let Some((f, until)) = self.pending.pop_front() {
+            match self.engine.classify(&f) {
+                Err(FlowOutcome::Unidentified) if now < until => keep.push_back((f, until)),
+                Err(FlowOutcome::Unidentified) => {
+                    tracing::warn!(src = %f.src, dst = %f.dst, "flow from a LAN address with no known MAC; not judged");
+                }
+                _ => {
+                    self.engine.on_flow(&f, now, fx);
+                }
+            }
+        }
+        self.pending = keep;
+    }
+
+    async fn housekeeping(&mut self) {
+        let now = now();
+        self.engine.tick(now);
+        self.read_leases();
+        if !self.pending.is_empty() {
+            if let Ok(events) = self.kernel.dump_routes().await {
+                for ev in events {
+                    apply_route(&mut self.engine, ev, &mut Vec::new());
+                }
+            }
+            let mut fx = Vec::new();
+            self.retry_pending(&mut fx);
+            self.execute(fx).await;
+        }
+    }
+
+    fn read_leases(&mut self) {
+        let path = &self.engine.policy().config.daemon.leases;
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if mtime == self.leases_mtime {
+            return;
+        }
+        self.leases_mtime = mtime;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let (leases, bad) = crate::leases::parse(&text);
+        if bad > 0 {
+            tracing::warn!(file = %path.display(), bad_lines = bad, "lease file has lines leash cannot read");
+        }
+        self.engine.set_leases(&leases, now());
+    }
+
+    /// Carries out effects: set changes first (so the drop is in place when
+    /// the alert says so), then flows cut, alert lines, and the state saved.
+    async fn execute(&mut self, fx: Vec<Effect>) {
+        if fx.is_empty() {
+            return;
+        }
+        let mut sets: Vec<SetChange> = Vec::new();
+        let mut cuts: Vec<Cut> = Vec::new();
+        let mut persist = false;
+        let mut logs = Vec::new();
+        for e in fx {
+            match e {
+                Effect::Set(c) => sets.push(c),
+                Effect::Cut(c) => cuts.push(c),
+                Effect::Log(a) => logs.push(a),
+                Effect::Persist => persist = true,
+            }
+        }
+        if !sets.is_empty() {
+            let table = self.engine.policy().config.daemon.nft_table.clone();
+            if let Err(e) = self.kernel.apply_sets(&table, &sets).await {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, changes = sets.len(), "nftables set update failed");
+                self.syslog.send(Severity::Err, &format!("nftables set update failed: {e}"));
+            }
+        }
+        if !cuts.is_empty() {
+            let engine = &self.engine;
+            match self.kernel.cut_flows(|orig, reply| cuts.iter().any(|c| engine.cut_matches(c, orig, reply))).await {
+                Ok(n) => self.engine.counters.flows_cut += n,
+                Err(e) => {
+                    self.engine.counters.kernel_errors += 1;
+                    tracing::error!(error = %e, "cutting flows failed");
+                }
+            }
+        }
+        for a in logs {
+            self.syslog.send(a.severity(), &a.to_string());
+        }
+        if persist {
+            if let Err(e) = self.store.save(self.engine.state()) {
+                tracing::error!(error = %e, "saving state failed");
+                self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<(), String> {
+        match load_policy(Some(&self.config_path)) {
+            Ok(policy) => {
+                let lan_changed = policy.config.daemon.lan != self.engine.policy().config.daemon.lan;
+                let mut fx = Vec::new();
+                self.engine.reload(policy, now(), &mut fx);
+                if lan_changed {
+                    self.rebuild_table().await;
+                }
+                self.execute(fx).await;
+                tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("reload refused, running policy kept: {e}");
+                tracing::error!(errors = e.0.len(), "{msg}");
+                self.syslog.send(Severity::Err, &msg);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn rebuild_table(&mut self) {
+        let cfg = &self.engine.policy().config.daemon;
+        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, &self.engine.persisted_elements());
+        if let Err(e) = nft::apply::run_script("table", &script) {
+            tracing::error!(error = %e, "rebuilding the nftables table");
+            return;
+        }
+        let blocks: Vec<SetChange> = self
+            .engine
+            .all_elements(now())
+            .into_iter()
+            .filter(|(_, t)| t.is_some())
+            .map(|(elem, timeout)| SetChange::Add { elem, timeout })
+            .collect();
+        self.execute(blocks.into_iter().map(Effect::Set).collect()).await;
+    }
+
+    async fn handle(&mut self, req: Request) -> Response {
+        let now = now();
+        let mut fx = Vec::new();
+        let resp = match req {
+            Request::Status => {
+                let mut s = serde_json::to_value(self.engine.status(now)).unwrap_or_default();
+                if let Some(o) = s.as_object_mut() {
+                    o.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+                    o.insert("target".into(), crate::BUILD_TARGET.into());
+                    o.insert("flows_unjudged_pending".into(), self.pending.len().into());
+                    o.insert("flows_unjudged_dropped".into(), self.pending_dropped.into());
+                    o.insert("syslog_dropped".into(), self.syslog.dropped.into());
+                    o.insert("state_writes".into(), self.store.writes.into());
+                }
+                Response::ok(s)
+            }
+            Request::Devices => Response::ok(self.engine.device_reports(now)),
+            Request::Explain { device, destination } => {
+                match self.engine.resolve(&device).and_then(|mac| self.engine.explain(mac, &destination)) {
+                    Ok(x) => Response::ok(x),
+                    Err(e) => Response::err(e),
+                }
+            }
+            Request::Consent { device, selector } | Request::Revoke { device, selector } if selector.parse::<Selector>().is_err() => {
+                let _ = device;
+                Response::err(CommandError::BadSelector(selector.parse::<Selector>().err().map(|e| e.to_string()).unwrap_or_default()))
+            }
+            Request::Consent { device, selector } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let sel: Selector = selector.parse().expect("checked above");
+                    let added = self.engine.consent(mac, sel.clone(), now, &mut fx);
+                    Response::ok(serde_json::json!({"device": mac, "consent": sel, "changed": added}))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Revoke { device, selector } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let sel: Selector = selector.parse().expect("checked above");
+                    let removed = self.engine.revoke(mac, &sel, &mut fx);
+                    if removed {
+                        Response::ok(serde_json::json!({"device": mac, "revoked": sel, "changed": true}))
+                    } else {
+                        Response::err(format!("{mac} has no run-time consent {sel} (configured consents are changed in the configuration)"))
+                    }
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Quarantine { device } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let changed = self.engine.quarantine_manual(mac, now, &mut fx);
+                    Response::ok(serde_json::json!({"device": mac, "quarantined": true, "changed": changed}))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Release { device } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let changed = self.engine.release(mac, &mut fx);
+                    Response::ok(serde_json::json!({"device": mac, "quarantined": false, "changed": changed}))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Reload => match self.reload().await {
+                Ok(()) => Response::ok(serde_json::json!({"reloaded": true, "config": self.config_path})),
+                Err(e) => Response::err(e),
+            },
+        };
+        self.execute(fx).await;
+        resp
+    }
+}
+
+fn apply_route(engine: &mut Engine, ev: RouteEvent, fx: &mut Vec<Effect>) {
+    let now = now();
+    match ev {
+        RouteEvent::Link { ifindex, name, gone: false } => engine.net.link(ifindex, &name),
+        RouteEvent::Link { ifindex, gone: true, .. } => engine.net.link_gone(ifindex),
+        RouteEvent::Addr { ifindex, addr, prefix_len, gone: false } => engine.net.addr(ifindex, addr, prefix_len),
+        RouteEvent::Addr { ifindex, addr, gone: true, .. } => engine.net.addr_gone(ifindex, addr),
+        RouteEvent::Neigh { ifindex, ip, mac, gone } => engine.on_neighbour(ifindex, ip, mac, gone, now, fx),
+    }
+}

@@ -1,0 +1,155 @@
+//! Adapter: the daemon's view of the kernel over netlink: conntrack events
+//! and dumps, flow deletion, nftables set updates, and rtnetlink links,
+//! addresses and neighbours. Thin: decoding lives in `netlink::*` codecs,
+//! deciding in the engine.
+
+use std::net::IpAddr;
+
+use crate::engine::Flow;
+use crate::mac::Mac;
+use crate::netlink::conntrack::{self, CtEvent, CtKind, Tuple};
+use crate::netlink::nftables::{ElemBatch, ElemKey};
+use crate::netlink::route;
+use crate::netlink::socket::{self, NlSocket, RecvError};
+use crate::nft::{Elem, SetChange};
+
+/// FACTS: each conntrack event takes ≈1.3 kB of receive buffer; 64 MiB holds
+/// a burst of ≈50 000 before the kernel drops events.
+const CT_RCVBUF: usize = 64 << 20;
+const RT_RCVBUF: usize = 4 << 20;
+
+const NFNLGRP_CONNTRACK_NEW: u32 = 1;
+const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_NEIGH: u32 = 3;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+
+pub enum CtRead {
+    /// New flows, in order.
+    Flows(Vec<Flow>),
+    /// The kernel dropped events: resync from a dump.
+    Lost,
+    Failed(anyhow::Error),
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteEvent {
+    Link { ifindex: u32, name: String, gone: bool },
+    Addr { ifindex: u32, addr: IpAddr, prefix_len: u8, gone: bool },
+    Neigh { ifindex: u32, ip: IpAddr, mac: Option<Mac>, gone: bool },
+}
+
+pub struct Kernel {
+    ct_events: NlSocket,
+    ct_req: NlSocket,
+    nft: NlSocket,
+    rt_events: NlSocket,
+    rt_req: NlSocket,
+}
+
+fn flow(t: &Tuple) -> Flow {
+    Flow { src: t.src, dst: t.dst, proto: t.proto, sport: t.sport, dport: t.dport }
+}
+
+impl Kernel {
+    pub async fn open() -> anyhow::Result<Kernel> {
+        Ok(Kernel {
+            ct_events: NlSocket::open(libc::NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], CT_RCVBUF)?,
+            ct_req: NlSocket::open(libc::NETLINK_NETFILTER, &[], 4 << 20)?,
+            nft: NlSocket::open(libc::NETLINK_NETFILTER, &[], 1 << 20)?,
+            rt_events: NlSocket::open(
+                libc::NETLINK_ROUTE,
+                &[RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR],
+                RT_RCVBUF,
+            )?,
+            rt_req: NlSocket::open(libc::NETLINK_ROUTE, &[], RT_RCVBUF)?,
+        })
+    }
+
+    pub async fn read_ct(&self, buf: &mut Vec<u8>) -> CtRead {
+        match self.ct_events.recv(buf).await {
+            Ok(n) => {
+                let mut flows = Vec::new();
+                for msg in conntrack::messages(&buf[..n]) {
+                    match msg.and_then(conntrack::parse_message) {
+                        Ok(Some(CtEvent { kind: CtKind::New, orig, .. })) => flows.push(flow(&orig)),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "malformed conntrack event skipped"),
+                    }
+                }
+                CtRead::Flows(flows)
+            }
+            Err(RecvError::Overrun) => CtRead::Lost,
+            Err(e) => CtRead::Failed(e.into()),
+        }
+    }
+
+    /// Every flow in the conntrack table: (original, reply).
+    pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
+        let entries = socket::conntrack_dump(&self.ct_req).await?;
+        Ok(entries.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect())
+    }
+
+    /// Deletes the conntrack entries `cut` selects; returns how many went.
+    pub async fn cut_flows(&self, cut: impl Fn(&Flow, Option<&Flow>) -> bool) -> anyhow::Result<u64> {
+        let entries = socket::conntrack_dump(&self.ct_req).await?;
+        let mut n = 0;
+        for e in entries {
+            let reply = e.reply.as_ref().map(flow);
+            if cut(&flow(&e.orig), reply.as_ref()) && socket::conntrack_delete(&self.ct_req, &e.orig, e.zone).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sends set changes as one nf_tables batch.
+    pub async fn apply_sets(&self, table: &str, changes: &[SetChange]) -> anyhow::Result<()> {
+        let mut batch = ElemBatch::new(table);
+        for c in changes {
+            match c {
+                SetChange::Add { elem, timeout } => batch.add(elem.set(), key(elem), *timeout),
+                SetChange::Delete(elem) => batch.delete(elem.set(), key(elem)),
+            }
+        }
+        socket::nft_apply(&self.nft, &batch).await?;
+        Ok(())
+    }
+
+    pub async fn read_route(&self, buf: &mut Vec<u8>) -> anyhow::Result<Vec<RouteEvent>> {
+        let n = self.rt_events.recv(buf).await?;
+        Ok(route_events(&buf[..n]))
+    }
+
+    /// Links, then addresses, then neighbours: the order the engine needs.
+    pub async fn dump_routes(&self) -> anyhow::Result<Vec<RouteEvent>> {
+        let mut out = Vec::new();
+        for req in [route::dump_links_request(1), route::dump_addrs_request(2), route::dump_neighbours_request(3)] {
+            for msg in self.rt_req.request(&req).await? {
+                out.extend(route_events(&msg));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn key(e: &Elem) -> ElemKey {
+    match *e {
+        Elem::QuarantineMac(m) => ElemKey::Mac(m),
+        Elem::QuarantineAddr(a) => ElemKey::Ip(a),
+        Elem::Block(m, a) => ElemKey::MacIp(m, a),
+    }
+}
+
+fn route_events(buf: &[u8]) -> Vec<RouteEvent> {
+    let mut out = Vec::new();
+    for ev in route::parse_all(buf) {
+        out.push(match ev {
+            route::RouteMsg::Link { ifindex, name, deleted } => RouteEvent::Link { ifindex, name, gone: deleted },
+            route::RouteMsg::Addr(a) => RouteEvent::Addr { ifindex: a.ifindex, addr: a.addr, prefix_len: a.prefix_len, gone: a.deleted },
+            route::RouteMsg::Neigh(n) => RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: n.deleted },
+        });
+    }
+    out
+}
