@@ -421,11 +421,8 @@ mod tests {
     }
 
     fn list(domains: &[&str], nets: &[&str], selectors: &[&str]) -> LoadedList {
-        let def = ListDef {
-            name: "t".into(),
-            files: vec![],
-            selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect(),
-        };
+        let def =
+            ListDef { name: "t".into(), files: vec![], selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect() };
         let content = ListContent {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             nets: nets.iter().map(|n| net(n)).collect(),
@@ -440,7 +437,11 @@ mod tests {
 
     #[test]
     fn matching() {
-        let l = list(&["example.com", "tracker.example.net"], &["198.51.100.0/24"], &["=exact.example.org", "ring.example", "country:CN"]);
+        let l = list(
+            &["example.com", "tracker.example.net"],
+            &["198.51.100.0/24"],
+            &["=exact.example.org", "ring.example", "country:CN"],
+        );
         assert_eq!(l.domains, ["example.com", "ring.example", "tracker.example.net"]);
         assert_eq!(l.selectors.len(), 2);
         assert_eq!(l.len(), 6);

@@ -25,7 +25,9 @@ pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based; 0 when the problem has no line (e.g. the file is missing).
     pub line: usize,
-    /// Dotted key path, e.g. `profile.iot.unlisted` or `device[2].mac`.
+    /// Dotted key path, e.g. `profile.iot.unlisted` or `device[2].mac`
+    /// (1-based, file order); `syntax` for a line that does not parse and
+    /// `file` when the file cannot be read.
     pub key: String,
     pub message: String,
 }

@@ -174,16 +174,12 @@ selectors = ["=Exact.example.com", "asn:AS4808", "any", "2001:db8::/32"]
     assert_eq!(c.defaults.learn, Duration::from_secs(5400));
     assert_eq!(c.profiles["default"].upload_alert, Some(1024));
     assert_eq!(c.profiles["big"].upload_alert, Some(1_610_612_736));
-    assert_eq!(
-        c.lists["a"].selectors,
-        [sel("=exact.example.com"), Selector::Asn(4808), Selector::Any, sel("2001:db8::/32")]
-    );
+    assert_eq!(c.lists["a"].selectors, [sel("=exact.example.com"), Selector::Asn(4808), Selector::Any, sel("2001:db8::/32")]);
 }
 
 #[test]
 fn uci_value_forms() {
-    let c = uci(
-        "config daemon 'main'\n\
+    let c = uci("config daemon 'main'\n\
          \toption mode monitor\n\
          \toption lan 'br-lan'\n\
          \toption keep_on_exit 'yes'\n\
@@ -197,8 +193,7 @@ fn uci_value_forms() {
          \toption mac '02:00:00:00:00:01'\n\
          config device\n\
          \toption mac '02:00:00:00:00:02'\n\
-         \toption name 'tv'\n",
-    );
+         \toption name 'tv'\n");
     assert_eq!(c.daemon.mode, Mode::Monitor);
     assert_eq!(c.daemon.lan, ["br-lan"], "option accepted as a one-item list");
     assert!(c.daemon.keep_on_exit);
@@ -212,7 +207,9 @@ fn uci_value_forms() {
 
 #[test]
 fn uci_bools() {
-    for (s, want) in [("1", true), ("0", false), ("true", true), ("false", false), ("yes", true), ("no", false), ("on", true), ("off", false)] {
+    for (s, want) in
+        [("1", true), ("0", false), ("true", true), ("false", false), ("yes", true), ("no", false), ("on", true), ("off", false)]
+    {
         let c = uci(&format!("config daemon\n\toption keep_on_exit '{s}'\n"));
         assert_eq!(c.daemon.keep_on_exit, want, "{s}");
     }
@@ -281,7 +278,10 @@ fn every_error_kind_with_line_and_key() {
         ("[[device]]\nmac = \"02:00:00:00:00:01\"\nconsent = \"ring.com\"\n", "3 device[1].consent"),
         ("[[device]]\nmac = \"02:00:00:00:00:01\"\nowner = \"me\"\n", "3 device[1].owner"),
         ("[[device]]\nmac = \"02:00:00:00:00:01\"\n[[device]]\nmac = \"02:00:00:00:00:01\"\n", "4 device[2].mac"),
-        ("[[device]]\nmac = \"02:00:00:00:00:01\"\nname = \"a\"\n[[device]]\nmac = \"02:00:00:00:00:02\"\nname = \"a\"\n", "6 device[2].name"),
+        (
+            "[[device]]\nmac = \"02:00:00:00:00:01\"\nname = \"a\"\n[[device]]\nmac = \"02:00:00:00:00:02\"\nname = \"a\"\n",
+            "6 device[2].name",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(toml_errs(text), [p(want)], "{text}");
@@ -295,19 +295,24 @@ fn messages_say_what_is_wrong() {
     assert_eq!(e.to_string(), "/etc/leash/leash.toml:2: daemon.lan: expected a list of strings, found a string");
     let e = one_err(parse_toml(Path::new("t"), "[daemon]\nfoo = 1\n"));
     assert!(e.message.starts_with("unknown key"), "{}", e.message);
-    let e = one_err(parse_toml(Path::new("t"), "[[device]]\nmac = \"02:00:00:00:00:01\"\n[[device]]\nmac = \"02:00:00:00:00:01\"\n"));
+    let e =
+        one_err(parse_toml(Path::new("t"), "[[device]]\nmac = \"02:00:00:00:00:01\"\n[[device]]\nmac = \"02:00:00:00:00:01\"\n"));
     assert!(e.message.contains("device[1] on line 2"), "{}", e.message);
 }
 
 #[test]
 fn all_errors_reported_at_once() {
-    let e = toml_errs(
-        "[daemon]\nmode = \"loud\"\n[profile.iot]\ndeny = [\"nope\"]\n[[device]]\nmac = \"nonsense\"\n",
-    );
+    let e = toml_errs("[daemon]\nmode = \"loud\"\n[profile.iot]\ndeny = [\"nope\"]\n[[device]]\nmac = \"nonsense\"\n");
     assert_eq!(e, [p("2 daemon.mode"), p("4 profile.iot.deny"), p("6 device[1].mac")]);
     // Errors come in file order even though TOML tables are read by key.
     let e = toml_errs("[profile.z]\nunlisted = \"x\"\n[profile.a]\nunlisted = \"y\"\n[daemon]\nzzz = 1\n");
     assert_eq!(e, [p("2 profile.z.unlisted"), p("4 profile.a.unlisted"), p("6 daemon.zzz")]);
+}
+
+#[test]
+fn shape_and_schema_errors_together() {
+    let e = toml_errs("[device]\nmac = \"x\"\n[daemon]\nmode = \"x\"\n");
+    assert_eq!(e, [p("1 device"), p("4 daemon.mode")]);
 }
 
 #[test]

@@ -13,12 +13,8 @@ use super::ConfigError;
 
 pub(crate) fn read(file: &Path, text: &str) -> Result<RawDoc, Vec<ConfigError>> {
     let lines = LineIndex::new(text);
-    let err = |line: usize, key: &str, message: String| ConfigError {
-        file: file.to_path_buf(),
-        line,
-        key: key.to_string(),
-        message,
-    };
+    let err =
+        |line: usize, key: &str, message: String| ConfigError { file: file.to_path_buf(), line, key: key.to_string(), message };
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
         // The recovered tree may be missing pieces; validating it would only
@@ -83,11 +79,7 @@ pub(crate) fn read(file: &Path, text: &str) -> Result<RawDoc, Vec<ConfigError>> 
 fn options(table: &DeTable<'_>, lines: &LineIndex) -> Vec<RawOption> {
     table
         .iter()
-        .map(|(k, v)| RawOption {
-            key: k.get_ref().to_string(),
-            line: lines.line(k.span().start),
-            value: value(v, lines),
-        })
+        .map(|(k, v)| RawOption { key: k.get_ref().to_string(), line: lines.line(k.span().start), value: value(v, lines) })
         .collect()
 }
 

@@ -20,9 +20,8 @@ pub(crate) fn read(file: &Path, text: &str) -> Result<RawDoc, Vec<ConfigError>> 
     let mut sections: Vec<RawSection> = Vec::new();
     for (i, raw_line) in text.lines().enumerate() {
         let line = i + 1;
-        let mut err = |message: String| {
-            errors.push(ConfigError { file: file.to_path_buf(), line, key: "syntax".to_string(), message })
-        };
+        let mut err =
+            |message: String| errors.push(ConfigError { file: file.to_path_buf(), line, key: "syntax".to_string(), message });
         let words = match tokenize(raw_line) {
             Ok(w) => w,
             Err(e) => {
@@ -35,12 +34,9 @@ pub(crate) fn read(file: &Path, text: &str) -> Result<RawDoc, Vec<ConfigError>> 
             // `package NAME` is legal UCI (from `uci export`); it names the file.
             "package" if args.len() == 1 => {}
             "config" => match args {
-                [kind] | [kind, _] if is_ident(kind) => sections.push(RawSection {
-                    kind: kind.clone(),
-                    name: args.get(1).cloned(),
-                    line,
-                    options: Vec::new(),
-                }),
+                [kind] | [kind, _] if is_ident(kind) => {
+                    sections.push(RawSection { kind: kind.clone(), name: args.get(1).cloned(), line, options: Vec::new() })
+                }
                 [kind, ..] if !is_ident(kind) => err(format!("bad section type {kind:?}")),
                 [] => err("`config` needs a section type".to_string()),
                 _ => err("too many words after `config TYPE 'NAME'`".to_string()),
@@ -85,11 +81,7 @@ fn add(section: &mut RawSection, is_list: bool, key: &str, value: &str, line: us
                 _ => {}
             }
         }
-        section.options.push(RawOption {
-            key: key.to_string(),
-            line,
-            value: RawValue::List(vec![(value.to_string(), line)]),
-        });
+        section.options.push(RawOption { key: key.to_string(), line, value: RawValue::List(vec![(value.to_string(), line)]) });
     } else {
         // A repeated `option` is kept as a second entry so the validator
         // reports it rather than one value silently winning.

@@ -130,7 +130,9 @@ mod tests {
 
     #[test]
     fn bad_durations() {
-        for s in ["", "h", "1x", "1h1h", "1m1h", "1.5h", "-1h", "1 h", "1hh", "99999999999999999999s", "213503982334602d", "36501d"] {
+        for s in
+            ["", "h", "1x", "1h1h", "1m1h", "1.5h", "-1h", "1 h", "1hh", "99999999999999999999s", "213503982334602d", "36501d"]
+        {
             assert!(parse_duration(s).is_err(), "{s}");
         }
         assert!(matches!(parse_duration("99999999999999999999"), Err(BadUnit::Overflow(_))));

@@ -22,18 +22,8 @@ pub(crate) const NAMED_KINDS: &[&str] = &["profile", "list"];
 /// Kinds that repeat: `[[device]]`.
 pub(crate) const MULTI_KINDS: &[&str] = &["device"];
 
-const DAEMON_KEYS: &[&str] = &[
-    "mode",
-    "lan",
-    "alert_interval",
-    "dns_nflog_group",
-    "keep_on_exit",
-    "leases",
-    "state_dir",
-    "socket",
-    "nft_table",
-    "syslog",
-];
+const DAEMON_KEYS: &[&str] =
+    &["mode", "lan", "alert_interval", "dns_nflog_group", "keep_on_exit", "leases", "state_dir", "socket", "nft_table", "syslog"];
 const GEOIP_KEYS: &[&str] = &["country_db", "asn_db"];
 const DEFAULTS_KEYS: &[&str] = &["profile", "learn"];
 const PROFILE_KEYS: &[&str] = &["unlisted", "denied", "deny", "upload_alert"];
@@ -79,9 +69,7 @@ pub(crate) fn validate(file: &Path, doc: RawDoc) -> Result<Config, ConfigErrors>
                 seen.push((name, sec));
             }
             "device" => devices.push(sec),
-            other => {
-                v.err(sec.line, other, format!("unknown section (expected one of: {})", KINDS.join(", ")))
-            }
+            other => v.err(sec.line, other, format!("unknown section (expected one of: {})", KINDS.join(", "))),
         }
     }
 
@@ -135,7 +123,11 @@ fn is_nft_ident(s: &str) -> bool {
 
 /// What Linux accepts as an interface name (`dev_valid_name`).
 fn is_ifname(s: &str) -> bool {
-    !s.is_empty() && s.len() < 16 && s != "." && s != ".." && !s.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
+    !s.is_empty()
+        && s.len() < 16
+        && s != "."
+        && s != ".."
+        && !s.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
 }
 
 struct Validator<'a> {
@@ -366,12 +358,9 @@ impl Validator<'_> {
                 d.keep_on_exit = b;
             }
         }
-        for (name, slot) in [
-            ("leases", &mut d.leases),
-            ("state_dir", &mut d.state_dir),
-            ("socket", &mut d.socket),
-            ("syslog", &mut d.syslog),
-        ] {
+        for (name, slot) in
+            [("leases", &mut d.leases), ("state_dir", &mut d.state_dir), ("socket", &mut d.socket), ("syslog", &mut d.syslog)]
+        {
             if let Some((key, opt)) = f.get(name) {
                 if let Some(p) = self.path(&key, opt) {
                     *slot = p;
