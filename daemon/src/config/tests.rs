@@ -367,3 +367,16 @@ fn load_reads_by_extension() {
     assert_eq!((e.file, e.line), (missing, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hostile_input_is_an_error_not_a_panic() {
+    let junk: String = String::from_utf8_lossy(&(0..=255u8).cycle().take(8192).collect::<Vec<u8>>()).into_owned();
+    let long = format!("[daemon]\nmode = \"{}\"\n", "x".repeat(1_000_000));
+    for text in [junk.as_str(), long.as_str(), "[daemon]\r\nmode = \"enforce\"\r\n", "\0", "'", "\"", "[[", "config 'x"] {
+        let _ = parse_toml(Path::new("t.toml"), text);
+        let _ = parse_uci(Path::new("leash"), text);
+    }
+    // CRLF line ends are fine in both syntaxes.
+    assert_eq!(toml("[daemon]\r\nmode = \"monitor\"\r\n").daemon.mode, Mode::Monitor);
+    assert_eq!(uci("config daemon\r\n\toption mode 'monitor'\r\n").daemon.mode, Mode::Monitor);
+}
