@@ -144,12 +144,23 @@ fn key(e: &Elem) -> ElemKey {
 
 fn route_events(buf: &[u8]) -> Vec<RouteEvent> {
     let mut out = Vec::new();
-    for ev in route::parse_all(buf) {
-        out.push(match ev {
-            route::RouteMsg::Link { ifindex, name, deleted } => RouteEvent::Link { ifindex, name, gone: deleted },
-            route::RouteMsg::Addr(a) => RouteEvent::Addr { ifindex: a.ifindex, addr: a.addr, prefix_len: a.prefix_len, gone: a.deleted },
-            route::RouteMsg::Neigh(n) => RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: n.deleted },
-        });
+    for msg in conntrack::messages(buf) {
+        let parsed = match msg {
+            Ok(m) => route::parse_message(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed rtnetlink message skipped");
+                break;
+            }
+        };
+        match parsed {
+            Ok(Some(route::RouteEvent::Link(l))) => out.push(RouteEvent::Link { ifindex: l.ifindex, name: l.name, gone: l.deleted }),
+            Ok(Some(route::RouteEvent::Addr(a))) => {
+                out.push(RouteEvent::Addr { ifindex: a.ifindex, addr: a.addr, prefix_len: a.prefix_len, gone: a.deleted })
+            }
+            Ok(Some(route::RouteEvent::Neigh(n))) => out.push(RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: n.deleted }),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "undecodable rtnetlink message skipped"),
+        }
     }
     out
 }
