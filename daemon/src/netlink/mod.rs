@@ -5,3 +5,7 @@
 //! and back; `socket` is the one place that talks to the kernel.
 
 pub mod nla;
+pub mod conntrack;
+
+#[cfg(test)]
+mod captured;
