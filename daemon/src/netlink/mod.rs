@@ -6,6 +6,7 @@
 
 pub mod nla;
 pub mod conntrack;
+pub mod nftables;
 
 #[cfg(test)]
 mod captured;
