@@ -7,6 +7,7 @@
 pub mod nla;
 pub mod conntrack;
 pub mod nftables;
+pub mod route;
 
 #[cfg(test)]
 mod captured;
