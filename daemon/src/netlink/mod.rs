@@ -8,6 +8,7 @@ pub mod nla;
 pub mod conntrack;
 pub mod nftables;
 pub mod route;
+pub mod socket;
 
 #[cfg(test)]
 mod captured;
