@@ -12,3 +12,5 @@ pub mod socket;
 
 #[cfg(test)]
 mod captured;
+#[cfg(test)]
+mod kernel_tests;
