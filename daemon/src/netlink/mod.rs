@@ -1,2 +1,27 @@
 //! Netlink: pure codecs for the kernel messages leash reads and sends
 //! (conntrack, nf_tables set elements, rtnetlink), and the socket adapter.
+//!
+//! `nla`, `conntrack`, `nftables` and `route` only turn bytes into values
+//! and back, and are tested without root on bytes captured from the kernel
+//! (`captured`). `socket` is the one place that talks to the kernel.
+//!
+//! The daemon holds separate sockets for events and for requests:
+//! - conntrack events: `NlSocket::open(NETLINK_NETFILTER,
+//!   &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], 64 << 20)`;
+//!   `RecvError::Overrun` means events were lost: dump to resynchronise;
+//! - conntrack requests (`conntrack_dump`, `conntrack_delete`) and
+//!   nf_tables requests (`nft_apply`): one `NETLINK_NETFILTER` socket each,
+//!   no groups, `REQUEST_RCVBUF`;
+//! - rtnetlink events (`RTNLGRP_NEIGH`, `_LINK`, `_IPV4_IFADDR`,
+//!   `_IPV6_IFADDR`) and an rtnetlink request socket for the dumps.
+
+pub mod conntrack;
+pub mod nftables;
+pub mod nla;
+pub mod route;
+pub mod socket;
+
+#[cfg(test)]
+mod captured;
+#[cfg(test)]
+mod kernel_tests;

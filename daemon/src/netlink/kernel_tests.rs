@@ -1,0 +1,440 @@
+//! Tests against the real kernel. They need root; without it each prints
+//! "skipped: needs root" and passes. Each runs in its own throwaway
+//! network namespace, entered by a dedicated thread (setns affects only
+//! the calling thread, and the commands it spawns inherit it), and
+//! removed by a guard even when the test fails.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::conntrack::{self, CtKind, Tuple, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW};
+use super::nftables::{ElemBatch, ElemKey};
+use super::route::{self, RouteEvent, NUD_PERMANENT, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK, RTNLGRP_NEIGH};
+use super::socket::*;
+use crate::mac::Mac;
+
+fn is_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    println!("skipped: needs root");
+    false
+}
+
+/// A network namespace that exists for the life of the value.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("leash-nl-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        run(&["ip", "netns", "add", &name]);
+        Netns { name }
+    }
+
+    /// Runs `f` on a thread inside the namespace, with a tokio runtime.
+    fn run<F, Fut>(&self, f: F)
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = ()>,
+    {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let ns = File::open(&path).expect("open netns");
+                // SAFETY: plain syscall on a descriptor we hold open.
+                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(f());
+            });
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        });
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Runs a command (in the calling thread's namespace); panics on failure.
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nft_file(text: &str) {
+    let path = std::env::temp_dir().join(format!("leash-nl-{}-{:?}.nft", std::process::id(), std::thread::current().id()));
+    std::fs::write(&path, text).expect("write nft file");
+    let p = path.to_string_lossy().into_owned();
+    run(&["nft", "-f", &p]);
+    let _ = std::fs::remove_file(path);
+}
+
+const TABLE: &str = "
+table inet T {
+    set block4 { type ether_addr . ipv4_addr; flags timeout; }
+    set block6 { type ether_addr . ipv6_addr; flags timeout; }
+    set qmac { type ether_addr; flags timeout; }
+    set qaddr4 { type ipv4_addr; flags timeout; }
+    chain pre {
+        type filter hook prerouting priority -150;
+        ct state new counter
+    }
+}
+";
+
+/// Elements of a set as `nft -j` lists them: key text -> timeout (s).
+fn list_set(set: &str) -> HashMap<String, Option<u64>> {
+    let json = run(&["nft", "-j", "list", "set", "inet", "T", set]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("nft json");
+    fn key(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(o) if o.contains_key("concat") => {
+                o["concat"].as_array().map(|a| a.iter().map(key).collect::<Vec<_>>().join(" . ")).unwrap_or_default()
+            }
+            other => other.to_string(),
+        }
+    }
+    let mut out = HashMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        for e in item["set"]["elem"].as_array().into_iter().flatten() {
+            match e.get("elem") {
+                Some(el) => out.insert(key(&el["val"]), el["timeout"].as_u64()),
+                None => out.insert(key(e), None),
+            };
+        }
+    }
+    out
+}
+
+fn mac(s: &str) -> Mac {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn kernel_nft_apply_adds_and_deletes_elements() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        nft_file(TABLE);
+        let sock = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
+        let m = mac("aa:bb:cc:dd:ee:ff");
+        let mut b = ElemBatch::new("T");
+        b.add("block4", ElemKey::MacIp(m, ip("192.0.2.1")), Some(Duration::from_secs(30)));
+        b.add("block4", ElemKey::MacIp(m, ip("192.0.2.2")), None);
+        b.add("block6", ElemKey::MacIp(m, ip("2001:db8::1")), Some(Duration::from_secs(3600)));
+        b.add("qmac", ElemKey::Mac(m), Some(Duration::from_secs(600)));
+        b.add("qaddr4", ElemKey::Ip(ip("192.0.2.7")), Some(Duration::from_secs(60)));
+        nft_apply(&sock, &b).await.unwrap();
+
+        let s = list_set("block4");
+        assert_eq!(s.get("aa:bb:cc:dd:ee:ff . 192.0.2.1"), Some(&Some(30)), "{s:?}");
+        assert_eq!(s.get("aa:bb:cc:dd:ee:ff . 192.0.2.2"), Some(&None), "{s:?}");
+        assert_eq!(list_set("block6").get("aa:bb:cc:dd:ee:ff . 2001:db8::1"), Some(&Some(3600)));
+        assert_eq!(list_set("qmac").get("aa:bb:cc:dd:ee:ff"), Some(&Some(600)));
+        assert_eq!(list_set("qaddr4").get("192.0.2.7"), Some(&Some(60)));
+
+        // Delete, including one that is not there: still success.
+        let mut d = ElemBatch::new("T");
+        d.delete("block4", ElemKey::MacIp(m, ip("192.0.2.1")));
+        d.delete("block4", ElemKey::MacIp(m, ip("192.0.2.99")));
+        d.delete("qmac", ElemKey::Mac(m));
+        nft_apply(&sock, &d).await.unwrap();
+        let s = list_set("block4");
+        assert!(!s.contains_key("aa:bb:cc:dd:ee:ff . 192.0.2.1"), "{s:?}");
+        assert!(s.contains_key("aa:bb:cc:dd:ee:ff . 192.0.2.2"), "{s:?}");
+        assert!(list_set("qmac").is_empty());
+
+        // A missing delete aborts the kernel's whole transaction; the
+        // adapter must resend the rest so that the add still lands.
+        let mut mixed = ElemBatch::new("T");
+        mixed.delete("qaddr4", ElemKey::Ip(ip("192.0.2.200")));
+        mixed.add("qaddr4", ElemKey::Ip(ip("192.0.2.8")), Some(Duration::from_secs(60)));
+        mixed.delete("qmac", ElemKey::Mac(mac("aa:bb:cc:dd:ee:01")));
+        nft_apply(&sock, &mixed).await.unwrap();
+        assert!(list_set("qaddr4").contains_key("192.0.2.8"));
+
+        // Flush empties a set.
+        let mut f = ElemBatch::new("T");
+        f.flush_set("block4");
+        nft_apply(&sock, &f).await.unwrap();
+        assert!(list_set("block4").is_empty());
+
+        // A real error names the set and the op, and nothing is applied.
+        let mut bad = ElemBatch::new("T");
+        bad.add("qaddr4", ElemKey::Ip(ip("192.0.2.9")), None);
+        bad.add("nosuchset", ElemKey::Ip(ip("192.0.2.10")), None);
+        let err = nft_apply(&sock, &bad).await.unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ENOENT));
+        let text = err.to_string();
+        assert!(text.contains("nosuchset") && text.contains("add 192.0.2.10"), "{text}");
+        assert!(!list_set("qaddr4").contains_key("192.0.2.9"), "transaction must be all-or-nothing");
+        // Wrong key length for the set (IPv6 into an IPv4 set).
+        let mut bad = ElemBatch::new("T");
+        bad.add("qaddr4", ElemKey::Ip(ip("2001:db8::5")), None);
+        assert!(nft_apply(&sock, &bad).await.is_err());
+
+        // A big batch goes out in several transactions.
+        let mut big = ElemBatch::new("T");
+        for i in 0..2500u32 {
+            let a = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            big.add("qaddr4", ElemKey::Ip(a.into()), Some(Duration::from_secs(120)));
+        }
+        nft_apply(&sock, &big).await.unwrap();
+        // 192.0.2.7 and 192.0.2.8 from above, plus the 2500.
+        assert_eq!(list_set("qaddr4").len(), 2502);
+    });
+}
+
+/// Reads events until `want` says yes, or panics after `within`.
+async fn wait_event(sock: &NlSocket, within: Duration, mut want: impl FnMut(&conntrack::CtEvent) -> bool) {
+    let end = Instant::now() + within;
+    let mut buf = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, sock.recv(&mut buf)).await.expect("event timeout").unwrap();
+        for m in conntrack::messages(&buf[..n]) {
+            if let Some(ev) = conntrack::parse_message(m.unwrap()).unwrap() {
+                if want(&ev) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_conntrack_events_dump_and_delete() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        nft_file(TABLE);
+        let events = NlSocket::open(NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], 64 << 20).unwrap();
+        let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
+        run(&["conntrack", "-I", "-s", "192.0.2.1", "-d", "198.51.100.2", "-p", "tcp", "--sport", "1234", "--dport", "443", "--state", "ESTABLISHED", "-t", "60"]);
+        run(&["conntrack", "-I", "-s", "2001:db8::1", "-d", "2001:db8::2", "-p", "udp", "--sport", "5353", "--dport", "53", "-t", "60"]);
+        let tcp = Tuple { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 };
+        let udp6 = Tuple { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 };
+        let mut seen = (false, false);
+        wait_event(&events, Duration::from_secs(5), |ev| {
+            assert_eq!(ev.kind, CtKind::New);
+            seen.0 |= ev.orig == tcp;
+            seen.1 |= ev.orig == udp6;
+            seen.0 && seen.1
+        })
+        .await;
+
+        let dump = conntrack_dump(&req).await.unwrap();
+        assert!(dump.iter().any(|e| e.orig == tcp && e.kind == CtKind::New), "{dump:?}");
+        assert!(dump.iter().any(|e| e.orig == udp6), "{dump:?}");
+        let id = dump.iter().find(|e| e.orig == tcp).and_then(|e| e.id);
+        assert!(id.is_some());
+
+        assert!(conntrack_delete(&req, &tcp, 0).await.unwrap());
+        wait_event(&events, Duration::from_secs(5), |ev| ev.kind == CtKind::Destroy && ev.orig == tcp).await;
+        let listed = run(&["conntrack", "-L"]);
+        assert!(!listed.contains("sport=1234"), "{listed}");
+        assert!(listed.contains("sport=5353"), "{listed}");
+        // Gone already: not an error.
+        assert!(!conntrack_delete(&req, &tcp, 0).await.unwrap());
+        // IPv6 delete too.
+        assert!(conntrack_delete(&req, &udp6, 0).await.unwrap());
+        assert!(conntrack_dump(&req).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn kernel_conntrack_burst_is_never_lost_silently() {
+    if !is_root() {
+        return;
+    }
+    const N: u32 = 20_000;
+    let ns = Netns::new();
+    ns.run(|| async {
+        nft_file(TABLE);
+        let events = NlSocket::open(NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW], 64 << 20).unwrap();
+        let path = std::env::temp_dir().join(format!("leash-nl-burst-{}", std::process::id()));
+        let mut text = String::new();
+        for i in 0..N {
+            let (a, b) = ((i >> 8) & 0xff, i & 0xff);
+            text.push_str(&format!("-I -s 10.1.{a}.{b} -d 198.51.100.1 -p udp --sport 4000 --dport 53 -t 120\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let start = Instant::now();
+        let mut child = Command::new("conntrack")
+            .arg("-R")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut count = 0u32;
+        let mut overrun = false;
+        let mut exited = None;
+        let mut idle_since_exit = Duration::ZERO;
+        while count < N {
+            match tokio::time::timeout(Duration::from_millis(200), events.recv(&mut buf)).await {
+                Err(_) => {
+                    if exited.is_none() {
+                        exited = child.try_wait().unwrap();
+                    } else {
+                        idle_since_exit += Duration::from_millis(200);
+                        if idle_since_exit >= Duration::from_secs(2) {
+                            break;
+                        }
+                    }
+                }
+                Ok(Err(RecvError::Overrun)) => {
+                    overrun = true;
+                    break;
+                }
+                Ok(r) => {
+                    let n = r.unwrap();
+                    for m in conntrack::messages(&buf[..n]) {
+                        if let Some(ev) = conntrack::parse_message(m.unwrap()).unwrap() {
+                            if ev.kind == CtKind::New {
+                                count += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        // Reaps the loader (or returns its status if already reaped).
+        let status = child.wait().unwrap();
+        let _ = std::fs::remove_file(&path);
+        println!("burst: {count} of {N} NEW events received in {elapsed:?} with a 64 MiB buffer; overrun reported: {overrun}; loader {status}");
+        assert!(count == N || overrun, "silent loss: {count} of {N} and no overrun");
+    });
+}
+
+#[test]
+fn kernel_route_neighbours_links_addrs() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        let events = NlSocket::open(NETLINK_ROUTE, &[RTNLGRP_NEIGH, RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR], 4 << 20).unwrap();
+        let req = NlSocket::open(NETLINK_ROUTE, &[], REQUEST_RCVBUF).unwrap();
+        run(&["ip", "link", "add", "lnl0", "type", "veth", "peer", "name", "lnl1"]);
+        run(&["ip", "link", "set", "lnl0", "up"]);
+        run(&["ip", "addr", "add", "192.0.2.254/24", "dev", "lnl0"]);
+        run(&["ip", "addr", "add", "2001:db8::fe/64", "dev", "lnl0", "nodad"]);
+        run(&["ip", "neigh", "add", "192.0.2.9", "lladdr", "aa:bb:cc:00:00:09", "dev", "lnl0", "nud", "permanent"]);
+        run(&["ip", "neigh", "add", "2001:db8::9", "lladdr", "aa:bb:cc:00:00:0a", "dev", "lnl0", "nud", "permanent"]);
+
+        let links = route_dump_links(&req).await.unwrap();
+        let ifindex = links.iter().find(|l| l.name == "lnl0").expect("lnl0 in link dump").ifindex;
+        assert!(links.iter().any(|l| l.name == "lo"));
+
+        // Live events: the link, both addresses and both neighbours.
+        let (mut link, mut a4, mut a6, mut n4, mut n6) = (false, false, false, false, false);
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut buf = Vec::new();
+        while !(link && a4 && a6 && n4 && n6) {
+            let left = end.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, events.recv(&mut buf)).await.expect("route events timeout").unwrap();
+            for m in super::nla::Messages::new(&buf[..n]) {
+                match route::parse_message(m.unwrap()).unwrap() {
+                    Some(RouteEvent::Link(l)) => link |= l.ifindex == ifindex && l.name == "lnl0",
+                    Some(RouteEvent::Addr(a)) => {
+                        a4 |= a.ifindex == ifindex && a.addr == ip("192.0.2.254") && a.prefix_len == 24;
+                        a6 |= a.ifindex == ifindex && a.addr == ip("2001:db8::fe") && a.prefix_len == 64;
+                    }
+                    Some(RouteEvent::Neigh(ne)) => {
+                        n4 |= ne.ifindex == ifindex && ne.ip == ip("192.0.2.9") && ne.mac == Some(mac("aa:bb:cc:00:00:09")) && ne.state == NUD_PERMANENT && !ne.deleted;
+                        n6 |= ne.ifindex == ifindex && ne.ip == ip("2001:db8::9") && ne.mac == Some(mac("aa:bb:cc:00:00:0a"));
+                    }
+                    None => {}
+                }
+            }
+        }
+
+        let neigh = route_dump_neighbours(&req).await.unwrap();
+        assert!(neigh.iter().any(|n| n.ifindex == ifindex && n.ip == ip("192.0.2.9") && n.mac == Some(mac("aa:bb:cc:00:00:09")) && n.state == NUD_PERMANENT), "{neigh:?}");
+        assert!(neigh.iter().any(|n| n.ip == ip("2001:db8::9") && n.mac == Some(mac("aa:bb:cc:00:00:0a"))), "{neigh:?}");
+        let addrs = route_dump_addrs(&req).await.unwrap();
+        assert!(addrs.iter().any(|a| a.ifindex == ifindex && a.addr == ip("192.0.2.254") && a.prefix_len == 24), "{addrs:?}");
+        assert!(addrs.iter().any(|a| a.ifindex == ifindex && a.addr == ip("2001:db8::fe")), "{addrs:?}");
+
+        // Deletion is seen as such.
+        run(&["ip", "neigh", "del", "192.0.2.9", "dev", "lnl0"]);
+        let end = Instant::now() + Duration::from_secs(5);
+        'outer: loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, events.recv(&mut buf)).await.expect("delete event timeout").unwrap();
+            for m in super::nla::Messages::new(&buf[..n]) {
+                if let Some(RouteEvent::Neigh(ne)) = route::parse_message(m.unwrap()).unwrap() {
+                    if ne.deleted && ne.ip == ip("192.0.2.9") {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        // The veth pair dies with the namespace; remove it anyway.
+        run(&["ip", "link", "del", "lnl0"]);
+    });
+}
+
+#[test]
+fn kernel_request_without_runtime_is_an_error() {
+    // Not root-only: opening outside tokio must fail cleanly, not panic.
+    assert!(NlSocket::open(NETLINK_ROUTE, &[], 0).is_err());
+}
+
+#[test]
+fn kernel_conntrack_overrun_is_reported() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        nft_file(TABLE);
+        // The default buffer, and nobody reading while 2000 events arrive:
+        // the queue must overflow, and the next recv must say so.
+        let events = NlSocket::open(NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW], 0).unwrap();
+        let path = std::env::temp_dir().join(format!("leash-nl-overrun-{}", std::process::id()));
+        let text: String = (0..2000u32)
+            .map(|i| format!("-I -s 10.2.{}.{} -d 198.51.100.1 -p udp --sport 4000 --dport 53 -t 120\n", i >> 8, i & 0xff))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        run(&["conntrack", "-R", &path.to_string_lossy()]);
+        let _ = std::fs::remove_file(&path);
+        let mut buf = Vec::new();
+        let mut got = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), events.recv(&mut buf)).await {
+                Ok(Ok(_)) => got += 1,
+                Ok(Err(RecvError::Overrun)) => break,
+                other => panic!("expected Overrun after {got} events, got {other:?}"),
+            }
+        }
+        println!("overrun reported after {got} queued events (default buffer)");
+    });
+}
