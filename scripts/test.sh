@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The one test command: on a fresh Debian machine, as root,
+#   sudo bash scripts/test.sh
+# installs what the lab needs, builds, runs the unit tests and the lab tests
+# (network namespaces running the real leash binary), and fails non-zero on
+# any failure.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: the lab needs root (network namespaces, nftables): sudo bash scripts/test.sh" >&2
+    exit 1
+fi
+
+# ---- packages: install only what is missing ----
+need=()
+command -v nft >/dev/null || need+=(nftables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v ip >/dev/null || need+=(iproute2)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y nftables conntrack dnsmasq-base iproute2 python3
+fi
+command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
+
+# ---- clean up what a killed run of ours left behind, on exit ----
+# Each lab deletes its namespaces on drop, also when a test panics. A test
+# process killed outright cannot, so the harness lists every namespace it
+# creates in $LEASH_LAB_REGISTRY and this removes the ones still there:
+# only this run's, never another run's that may be going on in parallel.
+export LEASH_LAB_REGISTRY
+LEASH_LAB_REGISTRY=$(mktemp /tmp/leash-lab-registry.XXXXXX)
+cleanup() {
+    local ns pid id
+    while read -r ns; do
+        [ -e "/run/netns/$ns" ] || continue
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del "$ns" 2>/dev/null || true
+        id=${ns#lx}; rm -rf "/tmp/leash-lab-${id%%-*}"
+        echo "test.sh: removed stale namespace $ns" >&2
+    done < "$LEASH_LAB_REGISTRY"
+    rm -f "$LEASH_LAB_REGISTRY"
+}
+trap cleanup EXIT
+
+# ---- build ----
+if ! cargo build --workspace --locked; then
+    echo "test.sh: --locked build failed; retrying without --locked (Cargo.lock may need an update)" >&2
+    cargo build --workspace
+fi
+
+# ---- unit tests, then the lab ----
+cargo test -p leash
+LEASH_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/leash" \
+    cargo test -p leash-lab -- --test-threads=4
+
+echo "test.sh: all tests passed"

@@ -1,0 +1,81 @@
+//! The owner's commands: consent, release, quarantine by hand (SPEC §4).
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use leash_lab::{ip, ip4, mac, PRI_INFO, PRI_WARNING};
+
+/// (c) A consent lifts the block at once, and survives a restart.
+#[test]
+fn consent_by_cli_lifts_a_block_and_persists() {
+    let mut lab = lab("consent", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "block", "", ""));
+    trigger(&lab, 1, BAD4, "BLOCK", PRI_WARNING, ("list:bad", "iot"));
+    lab.wait_until(Duration::from_secs(5), "block_v4 holds the block", || lab.set_has("block_v4", &block_elem(1, BAD4)));
+
+    lab.leash_ok(&["consent", &mac(1), BAD4]);
+    lab.wait_until(Duration::from_secs(5), "block_v4 no longer holds the block", || !lab.set_has("block_v4", &block_elem(1, BAD4)));
+    let l = lab.wait_syslog_verb("CONSENT", &[("device", &mac(1)), ("consent", BAD4)]);
+    assert_eq!(l.pri, PRI_INFO, "{l:?}");
+    assert_reaches(&lab, 1, BAD4, HTTPS);
+
+    let e = lab.leash_json(&["explain", &mac(1), BAD4]);
+    assert_eq!((e["verdict"].as_str(), e["rule"].as_str()), (Some("allow"), Some("consent:203.0.113.7")), "{e}");
+
+    lab.restart_leash();
+    let e = lab.leash_json(&["explain", &mac(1), BAD4]);
+    assert_eq!((e["verdict"].as_str(), e["rule"].as_str()), (Some("allow"), Some("consent:203.0.113.7")), "after restart: {e}");
+    assert_reaches(&lab, 1, BAD4, HTTPS);
+    assert!(lab.set_elements("block_v4").is_empty(), "no block after restart");
+}
+
+/// (e) Release: the sets are emptied and the device is back online.
+#[test]
+fn release_by_cli_ends_a_quarantine() {
+    let mut lab = lab("release", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "quarantine", "", ""));
+    quarantine_dev1(&lab);
+    assert_dropped(&lab, 1, OK4, HTTPS);
+
+    lab.leash_ok(&["release", &mac(1)]);
+    lab.wait_until(Duration::from_secs(5), "quarantine sets emptied", || {
+        lab.set_elements("quarantine_mac").is_empty() && lab.set_elements("quarantine_v4").is_empty() && lab.set_elements("quarantine_v6").is_empty()
+    });
+    let l = lab.wait_syslog_verb("RELEASE", &[("device", &mac(1))]);
+    assert_eq!(l.pri, PRI_INFO, "{l:?}");
+    assert_reaches(&lab, 1, OK4, HTTPS);
+    let d = lab.device_report(&mac(1)).expect("device 1 listed");
+    assert_ne!(d["state"], "quarantined", "{d}");
+}
+
+/// (j) A quarantine cuts the device's established flows: the conntrack
+/// entry goes and no further byte reaches the server.
+#[test]
+fn quarantine_cuts_an_established_flow() {
+    let mut lab = lab("flowcut", 1);
+    let wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "quarantine", "", ""));
+
+    let mut s = lab.tcp_connect(1, ip(OK4), HTTPS, Duration::from_secs(2)).expect("device 1 → allowed host");
+    s.write_all(&[7u8; 1000]).unwrap();
+    lab.wait_until(Duration::from_secs(5), "server received 1000 bytes", || wan.bytes_from(ip4(1)) == 1000);
+    let flow = ["-p", "tcp", "-s", "192.168.7.11", "-d", OK4, "--dport", "443"];
+    lab.wait_until(Duration::from_secs(5), "the flow is tracked", || lab.conntrack_count(&flow) == 1);
+
+    lab.leash_ok(&["quarantine", &mac(1)]);
+    let l = lab.wait_syslog_verb("QUARANTINE", &[("device", &mac(1)), ("rule", "manual")]);
+    assert_eq!(l.pri, PRI_WARNING, "{l:?}");
+    lab.wait_until(Duration::from_secs(5), "quarantine_mac holds device 1", || lab.set_has("quarantine_mac", &mac(1)));
+    lab.wait_until(Duration::from_secs(5), "the flow's conntrack entry is deleted", || lab.conntrack_count(&flow) == 0);
+
+    // Bytes written now never arrive (the kernel buffers and retransmits them
+    // into the drop): the count must stay put for a whole second.
+    let _ = s.write_all(&[8u8; 1000]);
+    lab.assert_holds_for(Duration::from_secs(1), "server count stays at 1000", || wan.bytes_from(ip4(1)) == 1000);
+    assert_eq!(lab.device_report(&mac(1)).expect("device 1 listed")["state"], "quarantined");
+}

@@ -1,0 +1,112 @@
+//! Shared by the lab tests: the configurations and the few steps most
+//! scenarios begin with.
+#![allow(dead_code)]
+
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use leash_lab::{ip, ip4, mac, Lab, LogLine, PRI_WARNING};
+
+pub const BAD4: &str = "203.0.113.7";
+pub const OK4: &str = "203.0.113.8";
+pub const BAD6: &str = "2001:db8:bad::7";
+pub const OK6: &str = "2001:db8:bad::8";
+/// Served by the WAN's counting echo server in every test that needs it.
+pub const HTTPS: u16 = 443;
+
+pub const SETS: [&str; 5] = ["quarantine_mac", "quarantine_v4", "quarantine_v6", "block_v4", "block_v6"];
+
+/// The lab's usual policy: profile `iot` (the default) sends `BAD4`/`BAD6`
+/// to `denied`; `phone` blocks them; `trusted` denies nothing. Everything
+/// else is allowed, so that a drop is always leash's doing. `devices` are
+/// extra `[[device]]` tables, `daemon_extra` extra `[daemon]` keys.
+pub fn config(mode: &str, iot_denied: &str, daemon_extra: &str, devices: &str) -> String {
+    format!(
+        r#"[daemon]
+mode = "{mode}"
+lan = ["br-lan"]
+{daemon_extra}
+
+[defaults]
+profile = "iot"
+
+[profile.iot]
+unlisted = "allow"
+denied = "{iot_denied}"
+deny = ["bad"]
+
+[profile.phone]
+unlisted = "allow"
+denied = "block"
+deny = ["bad"]
+
+[profile.trusted]
+unlisted = "allow"
+deny = []
+
+[list.bad]
+selectors = ["{BAD4}", "{BAD6}"]
+{devices}
+"#
+    )
+}
+
+/// `[[device]]` giving device n a profile.
+pub fn device_profile(n: u8, profile: &str) -> String {
+    format!("\n[[device]]\nmac = \"{}\"\nprofile = \"{profile}\"\n", mac(n))
+}
+
+/// A lab with `devices` devices (1..=devices).
+pub fn lab(name: &str, devices: u8) -> Lab {
+    let mut lab = Lab::new(name);
+    for n in 1..=devices {
+        lab.device(n);
+    }
+    lab
+}
+
+/// Asserts that device n's connection to addr:port is dropped (times out),
+/// not refused and not accepted.
+pub fn assert_dropped(lab: &Lab, n: u8, addr: &str, port: u16) {
+    match lab.tcp_connect(n, ip(addr), port, Duration::from_secs(1)) {
+        Ok(_) => panic!("device {n} reached {addr}:{port}, but it should be dropped\n{}", lab.diagnostics()),
+        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {}
+        Err(e) => panic!("device {n} → {addr}:{port}: expected a drop (timeout), got {e}\n{}", lab.diagnostics()),
+    }
+}
+
+/// Asserts that device n reaches addr:port.
+pub fn assert_reaches(lab: &Lab, n: u8, addr: &str, port: u16) {
+    if let Err(e) = lab.tcp_connect(n, ip(addr), port, Duration::from_secs(2)) {
+        panic!("device {n} cannot reach {addr}:{port}: {e}\n{}", lab.diagnostics());
+    }
+}
+
+/// Device n opens a flow to `dst:443` (its first SYN always gets through:
+/// leash reacts to the conntrack event) and leash logs `verb` for it at `pri`.
+pub fn trigger(lab: &Lab, n: u8, dst: &str, verb: &str, pri: u8, rule_profile: (&str, &str)) -> LogLine {
+    let _ = lab.tcp_connect(n, ip(dst), HTTPS, Duration::from_secs(1));
+    let l = lab.wait_syslog_verb(verb, &[("device", &mac(n)), ("dst", dst), ("rule", rule_profile.0), ("profile", rule_profile.1)]);
+    assert_eq!(l.pri, pri, "{verb} must log at PRI {pri}: {l:?}");
+    l
+}
+
+/// Device 1 (profile iot, denied = quarantine) talks to BAD4 and is quarantined.
+pub fn quarantine_dev1(lab: &Lab) -> LogLine {
+    let l = trigger(lab, 1, BAD4, "QUARANTINE", PRI_WARNING, ("list:bad", "iot"));
+    assert_eq!(l.get("ip"), Some(ip4(1).to_string().as_str()), "{l:?}");
+    assert_eq!(l.get("proto"), Some("tcp"), "{l:?}");
+    assert_eq!(l.get("dport"), Some("443"), "{l:?}");
+    lab.wait_until(Duration::from_secs(5), "quarantine_mac holds device 1", || lab.set_has("quarantine_mac", &mac(1)));
+    lab.wait_until(Duration::from_secs(5), "quarantine_v4 holds 192.168.7.11", || lab.set_has("quarantine_v4", "192.168.7.11"));
+    l
+}
+
+pub fn block_elem(n: u8, dst: &str) -> String {
+    format!("{} . {dst}", mac(n))
+}
+
+pub fn addr(s: &str) -> IpAddr {
+    ip(s)
+}

@@ -1,0 +1,129 @@
+//! The daemon's life: crash and restart, a firewall reload beside it, a bad
+//! reload, a clean stop (SPEC §3 "bad configuration", §6).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use leash_lab::{mac, PRI_ERR, PRI_WARNING};
+
+/// (f) kill -9: the kernel keeps the table; a restart rebuilds it from the
+/// persisted state, even when the table itself is gone (a reboot).
+#[test]
+fn kill9_then_restart_restores_the_quarantine() {
+    let mut lab = lab("kill9", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "quarantine", "", ""));
+    quarantine_dev1(&lab);
+
+    lab.kill9();
+    assert!(lab.set_has("quarantine_mac", &mac(1)), "the kernel keeps the table after kill -9\n{}", lab.diagnostics());
+    assert_dropped(&lab, 1, OK4, HTTPS);
+
+    // As after a reboot: nothing in the kernel, only the state directory.
+    lab.nft_script("delete table inet leash\n");
+    assert!(!lab.table_exists());
+    lab.restart_leash();
+    lab.wait_until(Duration::from_secs(5), "quarantine_mac restored", || lab.set_has("quarantine_mac", &mac(1)));
+    assert!(lab.set_has("quarantine_v4", "192.168.7.11"), "quarantine_v4 restored\n{}", lab.diagnostics());
+    assert_dropped(&lab, 1, OK4, HTTPS);
+    assert_eq!(lab.device_report(&mac(1)).expect("device 1 listed")["state"], "quarantined");
+}
+
+/// (g) fw4 deletes and recreates its own table on every reload: leash's
+/// table, elements and drops are untouched, and win over fw4's accept.
+#[test]
+fn fw4_table_recreate_leaves_leash_alone() {
+    let mut lab = lab("fw4", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "block", "", ""));
+    trigger(&lab, 1, BAD4, "BLOCK", PRI_WARNING, ("list:bad", "iot"));
+    lab.wait_until(Duration::from_secs(5), "block_v4 holds the block", || lab.set_has("block_v4", &block_elem(1, BAD4)));
+    let before = lab.nft_json().unwrap();
+
+    let fw4 = "table inet fw4 {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t\taccept\n\t}\n}\n";
+    lab.nft_script(fw4);
+    lab.nft_script("delete table inet fw4\n");
+    lab.nft_script(fw4);
+
+    let after = lab.nft_json().expect("leash's table survives fw4's reload");
+    for set in SETS {
+        assert_eq!(leash_lab::nft::set_elements(&before, set), leash_lab::nft::set_elements(&after, set), "set {set}");
+    }
+    assert!(lab.set_has("block_v4", &block_elem(1, BAD4)));
+    assert_dropped(&lab, 1, BAD4, HTTPS);
+    assert_reaches(&lab, 1, OK4, HTTPS);
+}
+
+/// (h) A broken file on reload: refused with file:line:key, the running
+/// policy stays (the block stays), and the daemon says why at err.
+#[test]
+fn broken_reload_keeps_the_running_policy() {
+    let mut lab = lab("badreload", 2);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    let good = config("enforce", "block", "", "");
+    lab.start_leash(&good);
+    trigger(&lab, 1, BAD4, "BLOCK", PRI_WARNING, ("list:bad", "iot"));
+    lab.wait_until(Duration::from_secs(5), "block_v4 holds the block", || lab.set_has("block_v4", &block_elem(1, BAD4)));
+
+    // Would allow everything, if it were (half-)applied; and has a typo.
+    let broken = good.replacen("denied = \"block\"\ndeny = [\"bad\"]", "denied = \"allow\"\ndenyed = [\"bad\"]", 1);
+    assert_ne!(broken, good);
+    let path = lab.write_config(&broken);
+    let written = std::fs::read_to_string(&path).unwrap();
+    let line = written.lines().position(|l| l.starts_with("denyed")).expect("typo line") + 1;
+    let where_ = format!("{}:{line}:", path.display());
+
+    let out = lab.leash(&["reload"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "reload of a broken file must fail: {said}");
+    assert!(said.contains(&where_) && said.contains("denyed"), "reload must name {where_} and the key: {said}");
+
+    let err = lab.wait_syslog("err line saying why the reload was refused", |l| l.pri == PRI_ERR && l.msg.contains("denyed"));
+    assert!(err.msg.contains(&where_), "{err:?}");
+
+    // SIGHUP does the same and the daemon lives on.
+    lab.sighup();
+    lab.leash_json(&["status"]);
+
+    // The running policy is kept: the block stays, and a second device is
+    // still blocked by the old policy.
+    assert!(lab.set_has("block_v4", &block_elem(1, BAD4)));
+    assert_dropped(&lab, 1, BAD4, HTTPS);
+    trigger(&lab, 2, BAD4, "BLOCK", PRI_WARNING, ("list:bad", "iot"));
+
+    let out = lab.leash_offline(&["check", "--config", &path.display().to_string()]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "check of a broken file must fail: {said}");
+    assert!(
+        said.lines().any(|l| l.starts_with(&format!("{where_} ")) && l.contains("denyed: ")),
+        "check must print `{where_} profile.iot.denyed: message`: {said}"
+    );
+}
+
+/// (k) A clean stop removes the table...
+#[test]
+fn clean_stop_removes_the_table() {
+    let mut lab = lab("stop", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "quarantine", "keep_on_exit = false", ""));
+    quarantine_dev1(&lab);
+    let st = lab.stop_leash();
+    assert!(st.success(), "clean stop exits 0: {st}\n{}", lab.diagnostics());
+    assert!(!lab.table_exists(), "table inet leash must be gone after a clean stop\n{}", lab.diagnostics());
+    assert_reaches(&lab, 1, OK4, HTTPS);
+}
+
+/// (k) ...unless keep_on_exit = true: then the quarantine stays in force.
+#[test]
+fn clean_stop_with_keep_on_exit_keeps_quarantines() {
+    let mut lab = lab("keep", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    lab.start_leash(&config("enforce", "quarantine", "keep_on_exit = true", ""));
+    quarantine_dev1(&lab);
+    let st = lab.stop_leash();
+    assert!(st.success(), "clean stop exits 0: {st}\n{}", lab.diagnostics());
+    assert!(lab.set_has("quarantine_mac", &mac(1)), "keep_on_exit keeps the quarantine\n{}", lab.diagnostics());
+    assert_dropped(&lab, 1, OK4, HTTPS);
+}
