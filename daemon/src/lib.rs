@@ -17,6 +17,7 @@ pub mod alert;
 pub mod devices;
 pub mod engine;
 pub mod leases;
+pub mod namecache;
 pub mod netmap;
 pub mod nft;
 pub mod policy;
