@@ -16,7 +16,7 @@ use crate::control::protocol::{Request, Response};
 use crate::control::server;
 use crate::engine::{CommandError, Cut, Effect, Engine, Flow, FlowOutcome};
 use crate::kernel::{CtRead, Kernel, RouteEvent};
-use crate::nft::{self, SetChange};
+use crate::nft::{self, Elem, SetChange};
 use crate::policy::Policy;
 use crate::selector::Selector;
 use crate::state::Store;
@@ -47,6 +47,29 @@ struct Daemon {
     pending: VecDeque<(Flow, u64)>,
     pending_dropped: u64,
     leases_mtime: Option<SystemTime>,
+    timing: EnforceTiming,
+}
+
+/// How fast decisions reach the kernel: from the conntrack event's arrival
+/// to the nf_tables ack of its set element (shown by `status`, read by the
+/// bench script).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct EnforceTiming {
+    last_us: u64,
+    max_us: u64,
+    count: u64,
+    /// CLOCK_MONOTONIC (µs) of the last ack: comparable with a device's
+    /// clock reading in another namespace of the same machine.
+    last_acked_monotonic_us: u64,
+    #[serde(skip)]
+    acked: Option<std::time::Instant>,
+}
+
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -73,7 +96,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None };
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default() };
     d.read_leases();
     tracing::info!(config = %d.config_path.display(), mode = ?daemon_cfg.mode, table = %daemon_cfg.nft_table, "leash started");
     // Flows that existed before we started get judged too.
@@ -109,7 +132,7 @@ impl Daemon {
         let mut rt_buf = Vec::new();
         loop {
             tokio::select! {
-                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r).await,
+                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now()).await,
                 r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
                 Some((req, reply)) = jobs.recv() => {
                     let resp = self.handle(req).await;
@@ -123,11 +146,12 @@ impl Daemon {
         }
     }
 
-    async fn on_ct(&mut self, r: CtRead) {
+    async fn on_ct(&mut self, r: CtRead, arrived: std::time::Instant) {
         let now = now();
         let mut fx = Vec::new();
         match r {
             CtRead::Flows(flows) => {
+                self.engine.counters.ct_new_events += flows.len() as u64;
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
                         self.park(f, now);
@@ -147,7 +171,18 @@ impl Daemon {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        let enforces = fx.iter().any(|e| {
+            matches!(e, Effect::Set(SetChange::Add { elem: Elem::Block(..) | Elem::QuarantineMac(_), .. }))
+        });
+        self.timing.acked = None;
         self.execute(fx).await;
+        if let (true, Some(acked)) = (enforces, self.timing.acked) {
+            let us = acked.duration_since(arrived).as_micros() as u64;
+            let t = &mut self.timing;
+            t.last_us = us;
+            t.max_us = t.max_us.max(us);
+            t.count += 1;
+        }
     }
 
     fn park(&mut self, f: Flow, now: u64) {
@@ -165,6 +200,7 @@ impl Daemon {
             Ok(flows) => {
                 let now = now();
                 let mut fx = Vec::new();
+                self.engine.counters.ct_dumped += flows.len() as u64;
                 for (f, _) in &flows {
                     if self.engine.on_flow(f, now, &mut fx) == FlowOutcome::Unidentified {
                         self.park(*f, now);
@@ -274,15 +310,30 @@ impl Daemon {
         }
         if !sets.is_empty() {
             let table = self.engine.policy().config.daemon.nft_table.clone();
-            if let Err(e) = self.kernel.apply_sets(&table, &sets).await {
+            let applied = self.kernel.apply_sets(&table, &sets).await;
+            self.timing.acked = Some(std::time::Instant::now());
+            self.timing.last_acked_monotonic_us = monotonic_us();
+            if let Err(e) = applied {
                 self.engine.counters.kernel_errors += 1;
                 tracing::error!(error = %e, changes = sets.len(), "nftables set update failed");
                 self.syslog.send(Severity::Err, &format!("nftables set update failed: {e}"));
             }
         }
-        if !cuts.is_empty() {
+        // One flow is deleted by its tuple; wider cuts need one dump for all.
+        let (single, wide): (Vec<Cut>, Vec<Cut>) = cuts.into_iter().partition(|c| matches!(c, Cut::Flow(_)));
+        for c in &single {
+            let Cut::Flow(f) = c else { continue };
+            match self.kernel.cut_flow(f).await {
+                Ok(gone) => self.engine.counters.flows_cut += u64::from(gone),
+                Err(e) => {
+                    self.engine.counters.kernel_errors += 1;
+                    tracing::error!(error = %e, src = %f.src, dst = %f.dst, "cutting a flow failed");
+                }
+            }
+        }
+        if !wide.is_empty() {
             let engine = &self.engine;
-            match self.kernel.cut_flows(|orig, reply| cuts.iter().any(|c| engine.cut_matches(c, orig, reply))).await {
+            match self.kernel.cut_flows(|orig, reply| wide.iter().any(|c| engine.cut_matches(c, orig, reply))).await {
                 Ok(n) => self.engine.counters.flows_cut += n,
                 Err(e) => {
                     self.engine.counters.kernel_errors += 1;
@@ -353,6 +404,7 @@ impl Daemon {
                     o.insert("flows_unjudged_dropped".into(), self.pending_dropped.into());
                     o.insert("syslog_dropped".into(), self.syslog.dropped.into());
                     o.insert("state_writes".into(), self.store.writes.into());
+                    o.insert("enforce_latency".into(), serde_json::to_value(&self.timing).unwrap_or_default());
                 }
                 Response::ok(s)
             }

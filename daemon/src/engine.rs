@@ -41,11 +41,13 @@ pub struct Flow {
 
 /// Which existing flows to cut (conntrack entries to delete).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cut {
-    /// The device's addresses.
-    pub addrs: Vec<IpAddr>,
-    /// Only flows to this address; `None`: every flow to or from the internet.
-    pub dst: Option<IpAddr>,
+pub enum Cut {
+    /// This one flow, just judged: deleted by its tuple, no table dump.
+    Flow(Flow),
+    /// Every flow from these addresses (one device's) to `dst`.
+    To { addrs: Vec<IpAddr>, dst: IpAddr },
+    /// Every flow of these addresses to or from the internet.
+    Device(Vec<IpAddr>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +72,10 @@ pub enum FlowOutcome {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counters {
+    /// conntrack NEW events received.
+    pub ct_new_events: u64,
+    /// Flows read from conntrack dumps (start, resync after lost events).
+    pub ct_dumped: u64,
     pub flows_judged: u64,
     pub flows_ignored: u64,
     pub flows_unidentified: u64,
@@ -260,7 +266,7 @@ impl Engine {
             // Its packets are dropped already; a flow seen now predates the
             // quarantine (a dump) or slipped in before it: cut it.
             if !self.monitor() {
-                out.push(Effect::Cut(Cut { addrs: vec![flow.src], dst: Some(flow.dst) }));
+                out.push(Effect::Cut(Cut::Flow(*flow)));
             }
             return FlowOutcome::Quarantined;
         }
@@ -271,7 +277,7 @@ impl Engine {
                 b.until = now + BLOCK_TIMEOUT.as_secs();
                 out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, flow.dst), timeout: Some(BLOCK_TIMEOUT) }));
             }
-            out.push(Effect::Cut(Cut { addrs: vec![flow.src], dst: Some(flow.dst) }));
+            out.push(Effect::Cut(Cut::Flow(*flow)));
             return FlowOutcome::Judged(Verdict::Block);
         }
         let granted = self.granted(mac);
@@ -353,8 +359,11 @@ impl Engine {
             Verb::Block => {
                 let Some(dst) = dst else { return };
                 self.add_block(mac, dst, j.rule.clone(), now, out);
-                let addrs = self.device_addrs(mac, flow);
-                out.push(Effect::Cut(Cut { addrs, dst: Some(dst) }));
+                let cut = match flow {
+                    Some(f) => Cut::Flow(*f),
+                    None => Cut::To { addrs: self.device_addrs(mac, None), dst },
+                };
+                out.push(Effect::Cut(cut));
             }
             Verb::Quarantine => {
                 self.quarantine(mac, j.rule.clone(), now, flow, out);
@@ -399,7 +408,7 @@ impl Engine {
         self.state.quarantines.insert(mac, q);
         self.counters.quarantines += 1;
         out.push(Effect::Persist);
-        out.push(Effect::Cut(Cut { addrs, dst: None }));
+        out.push(Effect::Cut(Cut::Device(addrs)));
     }
 
     // ---- what the owner commands ----
@@ -522,9 +531,18 @@ impl Engine {
 
     /// Whether a conntrack entry (original and reply direction) belongs to a cut.
     pub fn cut_matches(&self, cut: &Cut, orig: &Flow, reply: Option<&Flow>) -> bool {
-        let hit = |from: IpAddr, to: IpAddr| cut.addrs.contains(&from) && cut.dst.map_or(self.net.is_internet(to), |d| d == to);
-        // Outbound: device → dst. Inbound (port forward): reply comes from the device.
-        hit(orig.src, orig.dst) || reply.is_some_and(|r| hit(r.src, r.dst)) || cut.dst.is_none() && cut.addrs.contains(&orig.dst) && self.net.is_internet(orig.src)
+        match cut {
+            Cut::Flow(f) => f == orig,
+            Cut::To { addrs, dst } => addrs.contains(&orig.src) && orig.dst == *dst,
+            Cut::Device(addrs) => {
+                let out = |from: IpAddr, to: IpAddr| addrs.contains(&from) && self.net.is_internet(to);
+                // Outbound: device → internet. Inbound (a port forward): the
+                // reply comes from the device, or the original goes to it.
+                out(orig.src, orig.dst)
+                    || reply.is_some_and(|r| out(r.src, r.dst))
+                    || addrs.contains(&orig.dst) && self.net.is_internet(orig.src)
+            }
+        }
     }
 
     pub fn explain(&self, mac: Mac, destination: &str) -> Result<Explanation, CommandError> {
@@ -749,7 +767,7 @@ mod tests {
         assert!(s.contains(&SetChange::Add { elem: Elem::QuarantineAddr(ip("192.168.7.11")), timeout: None }));
         assert!(s.contains(&SetChange::Add { elem: Elem::QuarantineAddr(ip("fd00:7::11")), timeout: None }));
         assert!(fx.contains(&Effect::Persist));
-        assert!(fx.iter().any(|e| matches!(e, Effect::Cut(Cut { dst: None, .. }))));
+        assert!(fx.contains(&Effect::Cut(Cut::Device(vec![ip("fd00:7::11"), ip("192.168.7.11")]))), "{fx:?}");
         assert!(e.is_quarantined(CAM));
         assert_eq!(e.persisted_elements().len(), 3);
         // Later flows of a quarantined device: no new line.
@@ -768,7 +786,7 @@ mod tests {
         assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
         assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.7")), timeout: Some(BLOCK_TIMEOUT) }]);
         assert!(logs(&fx)[0].starts_with("BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=203.0.113.7"));
-        assert!(fx.contains(&Effect::Cut(Cut { addrs: vec![ip("192.168.7.12")], dst: Some(ip("203.0.113.7")) })));
+        assert!(fx.contains(&Effect::Cut(Cut::Flow(flow("192.168.7.12", "203.0.113.7")))));
         // Consent by CLI lifts the block.
         let mut fx = Vec::new();
         assert!(e.consent(PHONE, "203.0.113.7".parse().unwrap(), 1002, &mut fx));
@@ -853,14 +871,16 @@ mod tests {
     #[test]
     fn cut_selects_outbound_and_inbound_flows_of_the_device() {
         let e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
-        let all = Cut { addrs: vec![ip("192.168.7.11")], dst: None };
+        let all = Cut::Device(vec![ip("192.168.7.11")]);
         let out = flow("192.168.7.11", "203.0.113.7");
         let back = flow("203.0.113.7", "192.168.7.11");
         assert!(e.cut_matches(&all, &out, Some(&back)));
         assert!(e.cut_matches(&all, &back, Some(&out)), "inbound from the WAN");
         assert!(!e.cut_matches(&all, &flow("192.168.7.11", "192.168.7.12"), None), "LAN flows stay");
-        let one = Cut { addrs: vec![ip("192.168.7.11")], dst: Some(ip("203.0.113.8")) };
+        let one = Cut::To { addrs: vec![ip("192.168.7.11")], dst: ip("203.0.113.8") };
         assert!(!e.cut_matches(&one, &out, None));
+        assert!(e.cut_matches(&Cut::Flow(out), &out, None));
+        assert!(!e.cut_matches(&Cut::Flow(out), &back, None));
     }
 
     #[test]

@@ -91,7 +91,13 @@ impl Kernel {
         Ok(entries.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect())
     }
 
-    /// Deletes the conntrack entries `cut` selects; returns how many went.
+    /// Deletes one flow by its original tuple; false when it was gone already.
+    pub async fn cut_flow(&self, f: &Flow) -> anyhow::Result<bool> {
+        let t = Tuple { src: f.src, dst: f.dst, proto: f.proto, sport: f.sport, dport: f.dport };
+        Ok(socket::conntrack_delete(&self.ct_req, &t, 0).await?)
+    }
+
+    /// Dumps the table and deletes the entries `cut` selects; returns how many went.
     pub async fn cut_flows(&self, cut: impl Fn(&Flow, Option<&Flow>) -> bool) -> anyhow::Result<u64> {
         let entries = socket::conntrack_dump(&self.ct_req).await?;
         let mut n = 0;

@@ -1,0 +1,177 @@
+//! The bench: prints the figures issue #3 asks for, as `key=value` lines.
+//! Run it through `scripts/bench.sh` (release build). Figures, never
+//! assertions: this machine is noisy.
+//!
+//! (a) conntrack NEW events judged vs. entries created by a `conntrack -R`
+//!     burst, with lost and resynced counts;
+//! (b) latency from a device's first SYN to its block element being acked
+//!     by the kernel, and the payload bytes a WAN server got first;
+//! (c) RSS of the idle daemon, and with 256 devices.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use leash_lab::lab::{ip, ip4, mac, Lab, CLOUD_V4, CLOUD_V6};
+use leash_lab::wait::poll_until;
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+[daemon]
+alert_interval = "1h"
+
+[defaults]
+profile = "open"
+
+[profile.open]
+unlisted = "allow"
+
+[profile.strict]
+unlisted = "block"
+
+[[device]]
+mac = "02:00:00:00:07:02"
+name = "bench-phone"
+profile = "strict"
+"#;
+
+fn main() {
+    let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let mut lab = Lab::new("bench");
+    lab.device(1);
+    lab.device(2);
+    lab.start_leash(CONFIG);
+    let pid = lab.daemon_pid().expect("daemon running");
+    println!("rss_idle_kb={}", rss_kb(pid));
+
+    burst_figures(&lab, burst);
+    latency_figures(&lab);
+    devices_figures(&lab, pid);
+}
+
+fn status(lab: &Lab) -> Value {
+    lab.leash_json(&["status"])
+}
+
+fn counter(lab: &Lab, name: &str) -> u64 {
+    status(lab)["counters"][name].as_u64().unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// (a) A burst of `n` conntrack entries from a known LAN device.
+fn burst_figures(lab: &Lab, n: usize) {
+    let r = lab.router();
+    r.exec(&["ip", "neigh", "replace", &ip4(1).to_string(), "lladdr", &mac(1), "dev", "br-lan", "nud", "permanent"]);
+    lab.wait_until(Duration::from_secs(5), "device 1 known", || lab.device_report(&mac(1)).is_some());
+    let file = std::env::temp_dir().join(format!("leash-bench-burst-{}.txt", std::process::id()));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("burst file"));
+        for i in 0..n {
+            let dst = format!("203.0.{}.{}", 100 + (i / 250 / 250) % 50, 1 + (i / 250) % 250);
+            let sport = 1024 + (i % 250) as u32;
+            let _ = writeln!(f, "-I -s {} -d {dst} -p tcp --sport {sport} --dport 443 --state ESTABLISHED -t 600", ip4(1));
+        }
+    }
+    let before_events = counter(lab, "ct_new_events");
+    let before_dumped = counter(lab, "ct_dumped");
+    let before_judged = counter(lab, "flows_judged");
+    let t = Instant::now();
+    let out = r.try_exec(&["conntrack", "-R", file.to_str().unwrap_or_default()]);
+    let insert_s = t.elapsed().as_secs_f64();
+    let created = r.try_exec(&["conntrack", "-C"]);
+    let created: u64 = String::from_utf8_lossy(&created.stdout).trim().parse().unwrap_or(0);
+    // Settled: judged everything, or nothing more arrives for a second.
+    let mut last = (0, Instant::now());
+    poll_until(Duration::from_secs(60), || {
+        let s = status(lab);
+        let c = &s["counters"];
+        let got = c["ct_new_events"].as_u64().unwrap_or(0) + c["ct_dumped"].as_u64().unwrap_or(0);
+        if got != last.0 {
+            last = (got, Instant::now());
+        }
+        c["flows_judged"].as_u64().unwrap_or(0) - before_judged >= n as u64 || last.1.elapsed() > Duration::from_secs(1)
+    });
+    let s = status(lab);
+    let c = &s["counters"];
+    let events = c["ct_new_events"].as_u64().unwrap_or(0) - before_events;
+    let dumped = c["ct_dumped"].as_u64().unwrap_or(0) - before_dumped;
+    println!("burst_entries_requested={n}");
+    println!("burst_entries_in_table={created}");
+    println!("burst_insert_seconds={insert_s:.2}");
+    println!("burst_conntrack_R_ok={}", out.status.success());
+    println!("burst_new_events_received={events}");
+    println!("burst_events_received_pct={:.1}", 100.0 * events as f64 / n.max(1) as f64);
+    println!("burst_overruns={}", c["events_lost"]);
+    println!("burst_resyncs={}", c["resyncs"]);
+    println!("burst_flows_read_from_resync_dumps={dumped}");
+    println!("burst_flows_judged={}", c["flows_judged"].as_u64().unwrap_or(0) - before_judged);
+    let _ = std::fs::remove_file(&file);
+    r.try_exec(&["conntrack", "-F"]);
+}
+
+/// (b) Device 2 (profile strict: everything unlisted is blocked) connects
+/// to a WAN host and writes as fast as it can.
+fn latency_figures(lab: &Lab) {
+    let server = lab.wan_tcp_server(8443);
+    let mut lat = Vec::new();
+    let mut leaked = Vec::new();
+    let mut internal = Vec::new();
+    for dst in CLOUD_V4.iter().chain(CLOUD_V6.iter()) {
+        let dst = ip(dst);
+        let before = server.bytes_from(if dst.is_ipv4() { ip4(2) } else { leash_lab::lab::ip6(2) });
+        let t0 = lab.dev(2).run(move || {
+            let t0 = monotonic_us();
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&(dst, 8443).into(), Duration::from_secs(2)) {
+                let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+                let chunk = vec![0x55u8; 16 * 1024];
+                let end = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < end && s.write_all(&chunk).is_ok() {}
+            }
+            t0
+        });
+        let peer = if dst.is_ipv4() { ip4(2) } else { leash_lab::lab::ip6(2) };
+        let s = status(lab);
+        let acked = s["enforce_latency"]["last_acked_monotonic_us"].as_u64().unwrap_or(0);
+        lat.push(acked.saturating_sub(t0));
+        internal.push(s["enforce_latency"]["last_us"].as_u64().unwrap_or(0));
+        leaked.push(server.bytes_from(peer) - before);
+    }
+    println!("block_syn_to_element_us={}", join(&lat));
+    println!("block_event_to_element_us={}", join(&internal));
+    println!("block_payload_bytes_before_drop={}", join(&leaked));
+    lat.sort_unstable();
+    println!("block_syn_to_element_us_median={}", lat[lat.len() / 2]);
+}
+
+/// (c) 256 devices, each with an address and a flow.
+fn devices_figures(lab: &Lab, pid: u32) {
+    let r = lab.router();
+    for i in 0..256u32 {
+        let m = format!("02:00:00:01:{:02x}:{:02x}", i / 256, i % 256);
+        let a = format!("fd00:7::1:{:x}", i + 1);
+        r.exec(&["ip", "-6", "neigh", "replace", &a, "lladdr", &m, "dev", "br-lan", "nud", "permanent"]);
+        r.try_exec(&["conntrack", "-I", "-f", "ipv6", "-s", &a, "-d", "2001:db8:bad::7", "-p", "udp", "--sport", "5000", "--dport", "443", "-t", "600"]);
+    }
+    lab.wait_until(Duration::from_secs(20), "256 devices known", || {
+        status(lab)["devices"].as_u64().unwrap_or(0) >= 256
+    });
+    println!("devices_known={}", status(lab)["devices"]);
+    println!("rss_256_devices_kb={}", rss_kb(pid));
+}
+
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+fn join(v: &[u64]) -> String {
+    v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
