@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod selector;
 pub mod verdict;
 pub mod alert;
+pub mod destinations;
 pub mod devices;
 pub mod engine;
 pub mod leases;

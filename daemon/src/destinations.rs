@@ -1,0 +1,213 @@
+//! What each device talked to (`leash destinations DEVICE`): per (device,
+//! address) the names, country and AS, first and last seen, bytes up and
+//! down, and the verdict. Also the per-destination upload window behind
+//! `upload_alert`. Capped per device and in all; evictions are counted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::mac::Mac;
+use crate::verdict::Verdict;
+
+pub const MAX_PER_DEVICE: usize = 512;
+pub const MAX_TOTAL: usize = 65_536;
+const NAMES_KEPT: usize = 4;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DestRecord {
+    pub addr: IpAddr,
+    pub names: Vec<String>,
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub flows: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub verdict: Verdict,
+    pub rule: String,
+    /// Start of the current upload window and bytes sent in it.
+    #[serde(skip)]
+    window_start: u64,
+    #[serde(skip)]
+    window_up: u64,
+    #[serde(skip)]
+    window_alerted: bool,
+}
+
+/// What a judged flow or answer tells about a destination.
+#[derive(Debug, Clone, Default)]
+pub struct Seen<'a> {
+    pub names: &'a [String],
+    pub country: Option<[u8; 2]>,
+    pub asn: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+pub struct Destinations {
+    map: HashMap<Mac, HashMap<IpAddr, DestRecord>>,
+    total: usize,
+    pub evicted: u64,
+}
+
+impl Destinations {
+    pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &str, flow: bool, now: u64) {
+        if !self.map.get(&mac).is_some_and(|d| d.contains_key(&addr)) {
+            self.make_room(mac);
+        }
+        let dev = self.map.entry(mac).or_default();
+        let rec = dev.entry(addr).or_insert_with(|| {
+            self.total += 1;
+            DestRecord {
+                addr,
+                names: Vec::new(),
+                country: None,
+                asn: None,
+                first_seen: now,
+                last_seen: now,
+                flows: 0,
+                bytes_up: 0,
+                bytes_down: 0,
+                verdict,
+                rule: String::new(),
+                window_start: now,
+                window_up: 0,
+                window_alerted: false,
+            }
+        });
+        for n in seen.names {
+            if !rec.names.contains(n) {
+                if rec.names.len() >= NAMES_KEPT {
+                    rec.names.remove(0);
+                }
+                rec.names.push(n.clone());
+            }
+        }
+        if let Some(cc) = seen.country {
+            rec.country = Some(String::from_utf8_lossy(&cc).into_owned());
+        }
+        rec.asn = seen.asn.or(rec.asn);
+        rec.last_seen = rec.last_seen.max(now);
+        rec.verdict = verdict;
+        rec.rule = rule.to_string();
+        rec.flows += u64::from(flow);
+    }
+
+    /// Adds bytes of a flow; returns the bytes sent to this destination in
+    /// the current window of `interval` seconds when that crossed `limit` for
+    /// the first time in the window (the moment to alert).
+    pub fn add_bytes(&mut self, mac: Mac, addr: IpAddr, up: u64, down: u64, now: u64, interval: u64, limit: Option<u64>) -> Option<u64> {
+        let rec = self.map.get_mut(&mac)?.get_mut(&addr)?;
+        rec.bytes_up = rec.bytes_up.saturating_add(up);
+        rec.bytes_down = rec.bytes_down.saturating_add(down);
+        rec.last_seen = rec.last_seen.max(now);
+        if now >= rec.window_start.saturating_add(interval.max(1)) {
+            rec.window_start = now;
+            rec.window_up = 0;
+            rec.window_alerted = false;
+        }
+        rec.window_up = rec.window_up.saturating_add(up);
+        match limit {
+            Some(l) if rec.window_up > l && !rec.window_alerted => {
+                rec.window_alerted = true;
+                Some(rec.window_up)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, mac: Mac, addr: IpAddr) -> Option<&DestRecord> {
+        self.map.get(&mac)?.get(&addr)
+    }
+
+    /// Newest first.
+    pub fn of(&self, mac: Mac) -> Vec<DestRecord> {
+        let mut v: Vec<DestRecord> = self.map.get(&mac).map(|d| d.values().cloned().collect()).unwrap_or_default();
+        v.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.addr.cmp(&b.addr)));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Evicts the least recently seen record of this device when it is at
+    /// its cap, or of all devices when the total is.
+    fn make_room(&mut self, mac: Mac) {
+        let per_device_full = self.map.get(&mac).is_some_and(|d| d.len() >= MAX_PER_DEVICE);
+        if !per_device_full && self.total < MAX_TOTAL {
+            return;
+        }
+        let victim = if per_device_full {
+            self.map.get(&mac).and_then(|d| d.values().min_by_key(|r| r.last_seen)).map(|r| (mac, r.addr))
+        } else {
+            self.map.iter().flat_map(|(m, d)| d.values().map(move |r| (r.last_seen, *m, r.addr))).min().map(|(_, m, a)| (m, a))
+        };
+        if let Some((m, a)) = victim {
+            if let Some(d) = self.map.get_mut(&m) {
+                d.remove(&a);
+                if d.is_empty() {
+                    self.map.remove(&m);
+                }
+            }
+            self.total -= 1;
+            self.evicted += 1;
+            if self.evicted.is_power_of_two() {
+                tracing::warn!(evicted = self.evicted, per_device = MAX_PER_DEVICE, total = MAX_TOTAL, "destination table full, forgetting the least recently seen");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: Mac = Mac([2, 0, 0, 0, 7, 1]);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn records_names_geo_and_bytes() {
+        let mut d = Destinations::default();
+        let names = vec!["tracking.example.com".to_string()];
+        d.record(M, ip("203.0.113.7"), &Seen { names: &names, country: Some(*b"CN"), asn: Some(4808) }, Verdict::Alert, "unlisted", true, 10);
+        d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Alert, "unlisted", true, 20);
+        assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 100, 2000, 21, 3600, None), None);
+        let r = &d.of(M)[0];
+        assert_eq!((r.first_seen, r.last_seen, r.flows, r.bytes_up, r.bytes_down), (10, 21, 2, 100, 2000));
+        assert_eq!(r.names, names);
+        assert_eq!((r.country.as_deref(), r.asn), (Some("CN"), Some(4808)));
+        assert_eq!(d.add_bytes(M, ip("192.0.2.1"), 1, 1, 21, 3600, None), None, "unknown destination: ignored");
+    }
+
+    #[test]
+    fn upload_limit_fires_once_per_window() {
+        let mut d = Destinations::default();
+        d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Allow, "unlisted", true, 0);
+        let lim = Some(50_000_000);
+        assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 30_000_000, 0, 10, 3600, lim), None);
+        assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 30_000_000, 0, 20, 3600, lim), Some(60_000_000));
+        assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 30_000_000, 0, 30, 3600, lim), None, "once per window");
+        assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 60_000_000, 0, 4000, 3600, lim), Some(60_000_000), "new window");
+    }
+
+    #[test]
+    fn caps_records_per_device() {
+        let mut d = Destinations::default();
+        for i in 0..(MAX_PER_DEVICE as u32 + 10) {
+            d.record(M, IpAddr::from((0xcb00_7100u32 + i).to_be_bytes()), &Seen::default(), Verdict::Allow, "", true, i as u64);
+        }
+        assert_eq!(d.of(M).len(), MAX_PER_DEVICE);
+        assert_eq!(d.evicted, 10);
+        assert_eq!(d.len(), MAX_PER_DEVICE);
+    }
+}
