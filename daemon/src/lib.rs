@@ -8,6 +8,7 @@
 
 pub mod cidr;
 pub mod config;
+pub mod domainset;
 pub mod lists;
 pub mod mac;
 pub mod netlink;
