@@ -91,12 +91,13 @@ impl DomainSetBuilder {
             return DomainSet { bytes: bytes.into_boxed_slice(), ends: ends.into_boxed_slice() };
         }
         // Sorting indices by their names directly costs a cache miss per
-        // comparison (~2 s for a million names on a router-class CPU).
-        // Sorting on an inline copy of each name's first 16 bytes touches
-        // the names only to break ties.
+        // comparison (~2 s for a million names). Sorting on an inline copy
+        // of each name's first 16 bytes touches the names only to break ties.
         let mut keys: Vec<SortKey> = (0..n).map(|i| SortKey::new(slice(i), i)).collect();
-        keys.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| slice(a.idx).cmp(slice(b.idx))));
-        keys.dedup_by(|a, b| a.prefix == b.prefix && slice(a.idx) == slice(b.idx));
+        keys.sort_unstable_by(|a, b| a.prefix().cmp(&b.prefix()).then_with(|| slice(a.idx).cmp(slice(b.idx))));
+        keys.dedup_by(|a, b| a.prefix() == b.prefix() && slice(a.idx) == slice(b.idx));
+        // The 24-byte keys go before the output is allocated: peak memory
+        // is names twice plus 4 bytes a name, not plus 24.
         let order: Vec<u32> = keys.iter().map(|k| k.idx).collect();
         drop(keys);
 
@@ -105,7 +106,7 @@ impl DomainSetBuilder {
         let mut out_ends = Vec::with_capacity(order.len());
         for &i in &order {
             out.extend_from_slice(slice(i));
-            // `total` <= the builder's length, which fits in u32.
+            // At most the builder's length, which fits in u32.
             out_ends.push(out.len() as u32);
         }
         DomainSet { bytes: out.into_boxed_slice(), ends: out_ends.into_boxed_slice() }
@@ -113,7 +114,9 @@ impl DomainSetBuilder {
 }
 
 /// A name's first 16 bytes, big-endian so that integer order is byte order
-/// (zero-padded: a shorter name sorts before its extensions, as slices do).
+/// (zero-padded: a shorter name sorts before its extensions, as slices do),
+/// and its index. Reversed names share their top-level domain, so fewer
+/// bytes leave too many ties, each a cache miss into the names.
 struct SortKey {
     prefix: (u64, u64),
     idx: u32,
@@ -124,9 +127,15 @@ impl SortKey {
         let mut buf = [0u8; 16];
         let n = name.len().min(16);
         buf[..n].copy_from_slice(&name[..n]);
-        let (hi, lo) = buf.split_at(8);
-        let word = |b: &[u8]| b.iter().fold(0u64, |w, &x| (w << 8) | u64::from(x));
-        SortKey { prefix: (word(hi), word(lo)), idx }
+        let mut hi = [0u8; 8];
+        let mut lo = [0u8; 8];
+        hi.copy_from_slice(&buf[..8]);
+        lo.copy_from_slice(&buf[8..]);
+        SortKey { prefix: (u64::from_be_bytes(hi), u64::from_be_bytes(lo)), idx }
+    }
+
+    fn prefix(&self) -> (u64, u64) {
+        self.prefix
     }
 }
 
@@ -172,38 +181,49 @@ impl DomainSet {
     /// ignored).
     pub fn matches_exact(&self, name: &str) -> bool {
         let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
-        self.contains_reversed(name)
+        self.lookup(name, false)
     }
 
     /// Whether `name` or one of its parent domains is in the set:
     /// `a.b.example.com` matches `example.com`, `badexample.com` does not.
     pub fn matches(&self, name: &str) -> bool {
         let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
-        if self.is_empty() {
+        self.lookup(name, true)
+    }
+
+    fn lookup(&self, name: &[u8], parents: bool) -> bool {
+        if self.is_empty() || name.is_empty() {
             return false;
         }
-        let mut rest = name;
+        // The name reversed and lower-cased once, on the stack: the key of
+        // each parent is then a prefix of it. Only the last MAX_NAME bytes
+        // matter, longer suffixes are never stored.
+        let mut rev = [0u8; MAX_NAME];
+        let tail = &name[name.len().saturating_sub(MAX_NAME)..];
+        for (d, s) in rev.iter_mut().zip(tail.iter().rev()) {
+            *d = s.to_ascii_lowercase();
+        }
+        let mut start = 0;
         loop {
-            if self.contains_reversed(rest) {
+            let len = name.len() - start;
+            if len > 0 && len <= MAX_NAME && self.contains_reversed(&rev[..len]) {
                 return true;
             }
-            match rest.iter().position(|&b| b == b'.') {
-                Some(i) => rest = &rest[i + 1..],
+            if !parents {
+                return false;
+            }
+            match name[start..].iter().position(|&b| b == b'.') {
+                Some(i) => start += i + 1,
                 None => return false,
             }
         }
     }
 
-    /// Binary search for `name` (forward, any case) among the reversed names.
-    fn contains_reversed(&self, name: &[u8]) -> bool {
-        if name.is_empty() || name.len() > MAX_NAME {
-            return false;
-        }
-        let key = || name.iter().rev().map(u8::to_ascii_lowercase);
+    fn contains_reversed(&self, key: &[u8]) -> bool {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.reversed(mid).iter().copied().cmp(key()) {
+            match self.reversed(mid).cmp(key) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return true,
