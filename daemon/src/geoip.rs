@@ -314,7 +314,7 @@ fn flatten<V: Copy + Eq>(mut nets: Vec<(u128, u128, V)>, max: u128) -> Vec<(u128
                 return;
             }
         }
-        if out.last().map_or(None, |l| l.1) != value {
+        if out.last().and_then(|l| l.1) != value {
             out.push((at, value));
         }
     }
