@@ -721,7 +721,7 @@ mod tests {
             "bad".to_string(),
             LoadedList {
                 name: "bad".into(),
-                domains: vec![],
+                domains: Default::default(),
                 nets: vec!["203.0.113.0/24".parse().unwrap(), "2001:db8:bad::/48".parse().unwrap()],
                 selectors: vec![],
                 bad_lines: 0,

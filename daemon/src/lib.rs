@@ -8,6 +8,8 @@
 
 pub mod cidr;
 pub mod config;
+pub mod domainset;
+pub mod geoip;
 pub mod lists;
 pub mod mac;
 pub mod netlink;

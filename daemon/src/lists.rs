@@ -5,18 +5,20 @@
 //! leash cannot read is counted and reported once, never fatal.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
 
 use crate::cidr::Cidr;
 use crate::config::{Config, ConfigError, ConfigErrors, ListDef};
-use crate::selector::{normalize_name, Destination, Selector};
+use crate::domainset::{DomainSet, DomainSetBuilder};
+use crate::selector::{check_name, Destination, Selector};
 
 /// What one list file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListContent {
-    /// Normalized via `selector::normalize_name`, sorted, deduplicated.
-    pub domains: Vec<String>,
+    /// Valid DNS names (`selector::check_name`), lower-cased.
+    pub domains: DomainSet,
     /// Sorted, deduplicated.
     pub nets: Vec<Cidr>,
     pub bad_lines: usize,
@@ -45,25 +47,56 @@ const HOSTS_SELF_NAMES: &[&str] = &[
 /// megabyte-long lines.
 const MAX_BAD_TEXT: usize = 120;
 
+/// Names go straight into one `DomainSetBuilder` buffer: a million-line list
+/// never exists as a million `String`s.
 pub fn parse_list(text: &str) -> ListContent {
+    // Reading from a byte slice cannot fail.
+    parse_reader(text.as_bytes()).unwrap_or_default()
+}
+
+/// Parses line by line from a reader: a big list file is never in memory
+/// whole (and, with glibc, freeing a 30 MB file buffer would also make
+/// later big allocations come from the heap and stay resident).
+fn parse_reader(mut r: impl BufRead) -> std::io::Result<ListContent> {
     let mut c = ListContent::default();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = strip_comment(raw.trim_end_matches('\r')).trim();
-        if line.is_empty() {
-            continue;
+    let mut domains = DomainSetBuilder::new();
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            break;
         }
-        if parse_line(line, &mut c.domains, &mut c.nets).is_err() {
+        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        // Bytes that are not UTF-8 only spoil their own line.
+        let raw = String::from_utf8_lossy(bytes);
+        let line = strip_comment(raw.trim_end_matches('\r'));
+        // Lists are ASCII; the Unicode-aware trim and split cost a third of
+        // the parse of a million-line list, so they are kept for lines
+        // that need them.
+        let ok = if line.is_ascii() {
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            parse_line(line.split_ascii_whitespace(), &mut domains, &mut c.nets)
+        } else {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            parse_line(line.split_whitespace(), &mut domains, &mut c.nets)
+        };
+        if ok.is_err() {
             c.bad_lines += 1;
             if c.first_bad.is_none() {
                 c.first_bad = Some((i + 1, shorten(raw.trim())));
             }
         }
     }
-    c.domains.sort_unstable();
-    c.domains.dedup();
     c.nets.sort_unstable();
     c.nets.dedup();
-    c
+    c.domains = domains.build();
+    Ok(c)
 }
 
 /// Drops whole-line `#`/`!` comments and trailing ` # comment`s. A `#` not
@@ -94,39 +127,48 @@ fn shorten(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+fn is_hosts_self_name(name: &str) -> bool {
+    HOSTS_SELF_NAMES.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// Whether a word should be read as an address rather than a name (the
 /// same rule `Selector::from_str` uses).
 fn looks_like_net(s: &str) -> bool {
     s.contains(':') || s.contains('/') || s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
-/// Adds the entries of one non-empty, comment-free line; `Err` when the line
+/// Adds the entries of one non-empty, comment-free line, given as its words;
+/// `Err` when the line
 /// is (partly) unreadable. Valid names on a hosts line with a bad name are
 /// still kept.
-fn parse_line(line: &str, domains: &mut Vec<String>, nets: &mut Vec<Cidr>) -> Result<(), ()> {
-    let mut words = line.split_whitespace();
+fn parse_line<'a>(
+    words: impl Iterator<Item = &'a str>,
+    domains: &mut DomainSetBuilder,
+    nets: &mut Vec<Cidr>,
+) -> Result<(), ()> {
+    let mut words = words.peekable();
     let first = words.next().ok_or(())?;
-    let rest: Vec<&str> = words.collect();
+    let single = words.peek().is_none();
 
     if let Some(rule) = first.strip_prefix("||") {
         // `||example.com^` optionally followed by `$options`.
-        if !rest.is_empty() {
+        if !single {
             return Err(());
         }
         let (name, tail) = rule.split_once('^').ok_or(())?;
         if !(tail.is_empty() || tail.starts_with('$')) {
             return Err(());
         }
-        domains.push(normalize_name(name).ok_or(())?);
+        domains.push(check_name(name).ok_or(())?);
         return Ok(());
     }
 
-    if rest.is_empty() {
+    if single {
         if looks_like_net(first) {
             nets.push(first.parse().map_err(|_| ())?);
         } else {
-            let name = normalize_name(first).ok_or(())?;
-            if !HOSTS_SELF_NAMES.contains(&name.as_str()) {
+            let name = check_name(first).ok_or(())?;
+            if !is_hosts_self_name(name) {
                 domains.push(name);
             }
         }
@@ -136,16 +178,18 @@ fn parse_line(line: &str, domains: &mut Vec<String>, nets: &mut Vec<Cidr>) -> Re
     // Hosts-file line: an address (the sinkhole, not an entry) and names.
     first.parse::<IpAddr>().map_err(|_| ())?;
     let mut ok = true;
-    for word in rest {
-        match normalize_name(word) {
-            Some(name) if HOSTS_SELF_NAMES.contains(&name.as_str()) => {}
-            Some(name) if looks_like_net(&name) => {
+    for word in words {
+        match check_name(word) {
+            Some(name) if is_hosts_self_name(name) => {}
+            Some(name) if looks_like_net(name) => {
                 // `0.0.0.0 0.0.0.0` appears in popular hosts lists.
                 if name.parse::<IpAddr>().is_err() {
                     ok = false;
                 }
             }
-            Some(name) => domains.push(name),
+            Some(name) => {
+                domains.push(name);
+            }
             None => ok = false,
         }
     }
@@ -160,8 +204,8 @@ fn parse_line(line: &str, domains: &mut Vec<String>, nets: &mut Vec<Cidr>) -> Re
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadedList {
     pub name: String,
-    /// Sorted and deduplicated: each matches itself and every name below it.
-    pub domains: Vec<String>,
+    /// Each matches itself and every name below it.
+    pub domains: DomainSet,
     pub nets: Vec<Cidr>,
     /// Selectors that are neither suffix domains nor nets: `=exact.name`,
     /// `country:`, `asn:`, `any`.
@@ -182,26 +226,10 @@ impl LoadedList {
         self.selectors.iter().any(|s| s.matches(dst))
     }
 
-    /// Looks up the name and each of its parent domains in the sorted list.
+    /// Whether the name or one of its parent domains is listed (any case,
+    /// trailing dot ignored).
     pub fn matches_name(&self, name: &str) -> bool {
-        let name = name.strip_suffix('.').unwrap_or(name);
-        // Destination names are lower-case already; allocate only if not.
-        let lowered;
-        let mut rest = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lowered = name.to_ascii_lowercase();
-            lowered.as_str()
-        } else {
-            name
-        };
-        loop {
-            if self.domains.binary_search_by(|d| d.as_str().cmp(rest)).is_ok() {
-                return true;
-            }
-            match rest.find('.') {
-                Some(i) => rest = &rest[i + 1..],
-                None => return false,
-            }
-        }
+        self.domains.matches(name)
     }
 
     /// Number of entries (domains, nets and other selectors).
@@ -216,20 +244,28 @@ impl LoadedList {
     /// Builds a list from a definition and the contents of its files.
     pub fn build(def: &ListDef, contents: impl IntoIterator<Item = ListContent>) -> LoadedList {
         let mut l = LoadedList { name: def.name.clone(), ..LoadedList::default() };
+        let mut domains: Option<DomainSetBuilder> = None;
         for c in contents {
-            l.domains.extend(c.domains);
+            match &mut domains {
+                // The first file's buffers are reused, not copied: with one
+                // big file per list, merging costs no second copy.
+                None => domains = Some(c.domains.into_builder()),
+                Some(b) => b.extend_from_set(&c.domains),
+            }
             l.nets.extend(c.nets);
             l.bad_lines += c.bad_lines;
         }
+        let mut domains = domains.unwrap_or_default();
         for s in &def.selectors {
             match s {
-                Selector::Domain { name, exact: false } => l.domains.push(name.clone()),
+                Selector::Domain { name, exact: false } => {
+                    domains.push(name);
+                }
                 Selector::Net(c) => l.nets.push(*c),
                 other => l.selectors.push(other.clone()),
             }
         }
-        l.domains.sort_unstable();
-        l.domains.dedup();
+        l.domains = domains.build();
         l.nets.sort_unstable();
         l.nets.dedup();
         l.selectors.sort_unstable();
@@ -282,8 +318,8 @@ pub fn load_all(config: &Config) -> Result<BTreeMap<String, LoadedList>, ConfigE
 /// Reads and parses one list file. Bytes that are not UTF-8 only spoil
 /// their own line (they make it bad), not the file.
 pub fn load_file(path: &Path) -> std::io::Result<ListContent> {
-    let bytes = std::fs::read(path)?;
-    Ok(parse_list(&String::from_utf8_lossy(&bytes)))
+    let file = std::fs::File::open(path)?;
+    parse_reader(std::io::BufReader::with_capacity(64 * 1024, file))
 }
 
 #[cfg(test)]
@@ -297,8 +333,16 @@ mod tests {
         s.parse().unwrap_or_else(|_| panic!("{s}"))
     }
 
-    fn doms(c: &ListContent) -> Vec<&str> {
-        c.domains.iter().map(String::as_str).collect()
+    /// Alphabetical, for readable expectations (the set's own order is by
+    /// reversed name).
+    fn names(set: &DomainSet) -> Vec<String> {
+        let mut v: Vec<String> = set.iter().collect();
+        v.sort();
+        v
+    }
+
+    fn doms(c: &ListContent) -> Vec<String> {
+        names(&c.domains)
     }
 
     #[test]
@@ -397,7 +441,7 @@ mod tests {
         for s in ["", "\n", "||", "||^", "|| ^", "#", "!", "::", "0.0.0.0", "\0", "\r", " #", "a #", "||a^$"] {
             let _ = parse_list(s);
         }
-        assert_eq!(parse_list("||a.example^$").domains, ["a.example"]);
+        assert_eq!(doms(&parse_list("||a.example^$")), ["a.example"]);
     }
 
     #[test]
@@ -424,7 +468,7 @@ mod tests {
         let def =
             ListDef { name: "t".into(), files: vec![], selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect() };
         let content = ListContent {
-            domains: domains.iter().map(|d| d.to_string()).collect(),
+            domains: DomainSet::from_names(domains),
             nets: nets.iter().map(|n| net(n)).collect(),
             ..ListContent::default()
         };
@@ -442,7 +486,7 @@ mod tests {
             &["198.51.100.0/24"],
             &["=exact.example.org", "ring.example", "country:CN"],
         );
-        assert_eq!(l.domains, ["example.com", "ring.example", "tracker.example.net"]);
+        assert_eq!(names(&l.domains), ["example.com", "ring.example", "tracker.example.net"]);
         assert_eq!(l.selectors.len(), 2);
         assert_eq!(l.len(), 6);
         assert!(!l.is_empty());
@@ -495,7 +539,7 @@ mod tests {
         let lists = load_all(&config_with(&[("t", vec![a.clone(), b.clone()])])).expect("loads");
         let t = &lists["t"];
         assert_eq!(t.name, "t");
-        assert_eq!(t.domains, ["a.example", "b.example"]);
+        assert_eq!(names(&t.domains), ["a.example", "b.example"]);
         assert_eq!(t.nets, [net("192.0.2.0/24")]);
         assert_eq!(t.bad_lines, 2);
 

@@ -73,6 +73,12 @@ pub fn name_matches(pattern: &str, exact: bool, name: &str) -> bool {
 /// Lower-cases and checks a DNS name (letters, digits, `-`, `_`, dots;
 /// labels 1..=63 bytes, 253 in all). A trailing dot is dropped.
 pub fn normalize_name(s: &str) -> Option<String> {
+    check_name(s).map(str::to_ascii_lowercase)
+}
+
+/// `normalize_name` without the lower-casing (and so without allocating):
+/// the name without its trailing dot, if it is a valid DNS name.
+pub fn check_name(s: &str) -> Option<&str> {
     let s = s.strip_suffix('.').unwrap_or(s);
     if s.is_empty() || s.len() > 253 {
         return None;
@@ -85,7 +91,7 @@ pub fn normalize_name(s: &str) -> Option<String> {
             return None;
         }
     }
-    Some(s.to_ascii_lowercase())
+    Some(s)
 }
 
 impl FromStr for Selector {
