@@ -17,6 +17,7 @@ const USAGE: &str = "usage: leash <command> [options]
   check [--config PATH]               validate configuration and lists
   status                              mode, uptime, devices, flows, events lost, rules
   devices                             devices seen and configured
+  destinations DEVICE                 what a device talked to: names, country, AS, bytes
   explain DEVICE DESTINATION          the verdict and the rule that gives it
   consent DEVICE SELECTOR             grant consent (persisted)
   revoke DEVICE SELECTOR              withdraw a granted consent
@@ -68,6 +69,7 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
         ["check"] => return check(args.config, args.json),
         ["status"] => Request::Status,
         ["devices"] => Request::Devices,
+        ["destinations", d] => Request::Destinations { device: d.to_string() },
         ["explain", d, dst] => Request::Explain { device: d.to_string(), destination: dst.to_string() },
         ["consent", d, s] => Request::Consent { device: d.to_string(), selector: s.to_string() },
         ["revoke", d, s] => Request::Revoke { device: d.to_string(), selector: s.to_string() },
@@ -117,6 +119,29 @@ fn render(req: &Request, data: &Value) -> String {
                 })
                 .collect();
             table::render(&["MAC", "NAME", "VENDOR", "ADDRESSES", "PROFILE", "STATE", "LAST SEEN"], &rows)
+        }
+        Request::Destinations { .. } => {
+            let rows: Vec<Vec<String>> = data
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|d| {
+                    vec![
+                        table::cell(&d["names"]),
+                        table::cell(&d["addr"]),
+                        table::cell(&d["country"]),
+                        table::cell(&d["asn"]),
+                        table::time(&d["first_seen"]),
+                        table::time(&d["last_seen"]),
+                        table::cell(&d["bytes_up"]),
+                        table::cell(&d["bytes_down"]),
+                        table::cell(&d["verdict"]),
+                        table::cell(&d["rule"]),
+                    ]
+                })
+                .collect();
+            table::render(&["NAMES", "ADDRESS", "COUNTRY", "ASN", "FIRST SEEN", "LAST SEEN", "UP", "DOWN", "VERDICT", "RULE"], &rows)
         }
         _ => table::key_values(data),
     }

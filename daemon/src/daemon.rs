@@ -35,7 +35,15 @@ pub fn now() -> u64 {
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, ConfigErrors> {
     let config: Config = config::load(path)?;
     let lists = crate::lists::load_all(&config)?;
-    Ok(Policy::new(config, lists))
+    let geo = crate::geoip::GeoIp::open(&config.geoip).map_err(|e| {
+        use crate::geoip::GeoipError::*;
+        let path = match &e {
+            Read { path, .. } | Mmdb { path, .. } | NoEntries { path, .. } => path,
+        };
+        let key = if config.geoip.country_db.as_ref() == Some(path) { "geoip.country_db" } else { "geoip.asn_db" };
+        ConfigErrors(vec![config::ConfigError { file: config.source.clone(), line: 0, key: key.into(), message: e.to_string() }])
+    })?;
+    Ok(Policy::new(config, lists).with_geo(geo))
 }
 
 struct Daemon {
@@ -409,8 +417,12 @@ impl Daemon {
                 Response::ok(s)
             }
             Request::Devices => Response::ok(self.engine.device_reports(now)),
+            Request::Destinations { device } => match self.engine.resolve(&device) {
+                Ok(mac) => Response::ok(self.engine.destinations.of(mac)),
+                Err(e) => Response::err(e),
+            },
             Request::Explain { device, destination } => {
-                match self.engine.resolve(&device).and_then(|mac| self.engine.explain(mac, &destination)) {
+                match self.engine.resolve(&device).and_then(|mac| self.engine.explain(mac, &destination, now)) {
                     Ok(x) => Response::ok(x),
                     Err(e) => Response::err(e),
                 }

@@ -12,7 +12,10 @@ use serde::Serialize;
 
 use crate::alert::{Alert, Verb};
 use crate::config::Mode;
+use crate::destinations::{Destinations, Seen};
 use crate::devices::DeviceTable;
+use crate::geoip::GeoInfo;
+use crate::namecache::NameCache;
 use crate::leases::Lease;
 use crate::mac::Mac;
 use crate::netmap::NetMap;
@@ -28,6 +31,10 @@ pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_DEVICES: usize = 4096;
 pub const MAX_BLOCKS: usize = 65_536;
 pub const MAX_SUPPRESS: usize = 16_384;
+pub const MAX_NAME_ENTRIES: usize = 32_768;
+pub const MAX_NAME_BYTES: usize = 2 << 20;
+/// Flows whose byte counters are remembered between readings.
+pub const MAX_COUNTED: usize = 65_536;
 
 /// A flow in its original direction, as conntrack reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,6 +96,12 @@ pub struct Counters {
     pub blocks_evicted: u64,
     pub suppress_evicted: u64,
     pub kernel_errors: u64,
+    pub dns_answers: u64,
+    pub dns_unknown_client: u64,
+    pub dns_errors: u64,
+    /// Destinations blocked or quarantined when their DNS answer passed.
+    pub dns_judged_deny: u64,
+    pub counted_evicted: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -117,8 +130,39 @@ pub struct Engine {
     blocks: HashMap<(Mac, IpAddr), BlockInfo>,
     suppress: HashMap<(Mac, Option<IpAddr>, Verb), u64>,
     lease_names: HashMap<Mac, String>,
+    names: NameCache,
+    pub destinations: Destinations,
+    /// Last byte counters read per flow (conntrack id, tuple): up, down.
+    counted: HashMap<(u32, Flow), (u64, u64)>,
     pub counters: Counters,
     pub started: u64,
+}
+
+/// A destination as it is judged: its address and all that is known of it.
+#[derive(Debug, Clone)]
+struct Target {
+    dst: IpAddr,
+    names: Vec<String>,
+    geo: GeoInfo,
+}
+
+/// One address record of a snooped DNS answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub addr: IpAddr,
+    /// The question name first, then each name of the CNAME chain.
+    pub names: Vec<String>,
+    pub ttl: u32,
+}
+
+/// A flow's byte counters as conntrack reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub id: u32,
+    pub orig: Flow,
+    /// Bytes in the original direction (device → internet).
+    pub up: u64,
+    pub down: u64,
 }
 
 impl Engine {
@@ -132,6 +176,9 @@ impl Engine {
             blocks: HashMap::new(),
             suppress: HashMap::new(),
             lease_names: HashMap::new(),
+            names: NameCache::new(MAX_NAME_ENTRIES, MAX_NAME_BYTES),
+            destinations: Destinations::default(),
+            counted: HashMap::new(),
             counters: Counters::default(),
             started: now,
         }
@@ -248,6 +295,22 @@ impl Engine {
         }
     }
 
+    /// Everything known of a destination for one device right now.
+    fn target(&self, mac: Mac, dst: IpAddr, now: u64) -> Target {
+        Target { dst, names: self.names.names(mac, dst, now), geo: self.policy.geo.lookup(dst) }
+    }
+
+    fn judge(&self, mac: Mac, t: &Target) -> Judgement {
+        let granted = self.granted(mac);
+        let d = Destination { addr: Some(t.dst), names: &t.names, country: t.geo.country, asn: t.geo.asn };
+        self.policy.judge(mac, &granted, &d)
+    }
+
+    fn remember(&mut self, mac: Mac, t: &Target, j: &Judgement, flow: bool, now: u64) {
+        let seen = Seen { names: &t.names, country: t.geo.country, asn: t.geo.asn };
+        self.destinations.record(mac, t.dst, &seen, j.verdict, &j.rule.to_string(), flow, now);
+    }
+
     /// A new flow (conntrack NEW event, or an entry found by a dump).
     pub fn on_flow(&mut self, flow: &Flow, now: u64, out: &mut Vec<Effect>) -> FlowOutcome {
         let mac = match self.classify(flow) {
@@ -280,42 +343,129 @@ impl Engine {
             out.push(Effect::Cut(Cut::Flow(*flow)));
             return FlowOutcome::Judged(Verdict::Block);
         }
-        let granted = self.granted(mac);
-        let j = self.policy.judge(mac, &granted, &Destination { addr: Some(flow.dst), ..Destination::default() });
+        let t = self.target(mac, flow.dst, now);
+        let j = self.judge(mac, &t);
         let verdict = j.verdict;
         if verdict > Verdict::Allow && self.learning(mac, now) {
-            self.learn(mac, flow, now, out);
+            self.learn(mac, &t, flow, now, out);
             return FlowOutcome::Judged(Verdict::Allow);
         }
-        self.carry_out(mac, Some(flow), j, now, out);
+        self.remember(mac, &t, &j, true, now);
+        self.carry_out(mac, &t, Some(flow), j, now, out);
         FlowOutcome::Judged(verdict)
+    }
+
+    /// A DNS answer that crossed the router, sent to `client`: remember the
+    /// names, and put a block or quarantine in place before the device's
+    /// first packet to a denied address.
+    pub fn on_dns(&mut self, client: IpAddr, records: &[DnsRecord], now: u64, out: &mut Vec<Effect>) {
+        let Some(mac) = self.devices.mac_of(client) else {
+            self.counters.dns_unknown_client += 1;
+            return;
+        };
+        self.counters.dns_answers += 1;
+        for r in records {
+            if !self.net.is_internet(r.addr) {
+                continue;
+            }
+            self.names.insert(mac, r.addr, &r.names, r.ttl, now);
+            if self.is_quarantined(mac) || self.blocks.contains_key(&(mac, r.addr)) || self.learning(mac, now) {
+                continue;
+            }
+            let t = self.target(mac, r.addr, now);
+            let j = self.judge(mac, &t);
+            if j.verdict >= Verdict::Block {
+                self.counters.dns_judged_deny += 1;
+                self.remember(mac, &t, &j, false, now);
+                self.carry_out(mac, &t, None, j, now, out);
+            }
+        }
+    }
+
+    /// Byte counters of a flow (a periodic dump, or its DESTROY event):
+    /// accounts the bytes since the last reading to its destination and
+    /// raises the upload alert of the device's profile.
+    pub fn on_counters(&mut self, c: &FlowCounters, destroyed: bool, now: u64, out: &mut Vec<Effect>) {
+        let Ok(mac) = self.classify(&c.orig) else { return };
+        let key = (c.id, c.orig);
+        let (up, down) = match self.counted.get_mut(&key) {
+            Some(last) => {
+                let d = (c.up.saturating_sub(last.0), c.down.saturating_sub(last.1));
+                *last = (c.up, c.down);
+                d
+            }
+            None => {
+                if self.counted.len() >= MAX_COUNTED {
+                    // Forget an arbitrary reading: its next delta counts from zero again,
+                    // never twice the same bytes less than once.
+                    if let Some(k) = self.counted.keys().next().copied() {
+                        self.counted.remove(&k);
+                        self.counters.counted_evicted += 1;
+                    }
+                }
+                self.counted.insert(key, (c.up, c.down));
+                (c.up, c.down)
+            }
+        };
+        if destroyed {
+            self.counted.remove(&key);
+        }
+        let limit = self.policy.profile_of(mac).upload_alert;
+        let interval = self.policy.config.daemon.alert_interval.as_secs();
+        let consented = self.destinations.get(mac, c.orig.dst).is_some_and(|r| r.rule.starts_with("consent:"));
+        let limit = if consented { None } else { limit };
+        if let Some(sent) = self.destinations.add_bytes(mac, c.orig.dst, up, down, now, interval, limit) {
+            let t = self.target(mac, c.orig.dst, now);
+            let profile = self.policy.profile_of(mac).name.clone();
+            let a = self
+                .flow_alert(Verb::Alert, mac, &t, Some(&c.orig))
+                .field("bytes_up", sent)
+                .field("rule", "upload_alert")
+                .field("profile", profile);
+            self.counters.alerts += 1;
+            out.push(Effect::Log(a));
+        }
     }
 
     fn granted(&self, mac: Mac) -> Vec<Selector> {
         self.state.consents.get(&mac).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 
-    fn learn(&mut self, mac: Mac, flow: &Flow, now: u64, out: &mut Vec<Effect>) {
+    fn learn(&mut self, mac: Mac, t: &Target, flow: &Flow, now: u64, out: &mut Vec<Effect>) {
         let sel = Selector::Net(crate::cidr::Cidr::host(flow.dst));
         if self.state.consents.entry(mac).or_default().insert(sel.clone()) {
             out.push(Effect::Persist);
-            let a = self.flow_alert(Verb::Learned, mac, Some(flow)).field("consent", &sel);
+            let a = self.flow_alert(Verb::Learned, mac, t, Some(flow)).field("consent", &sel);
             self.log(mac, Some(flow.dst), a, now, out);
         }
     }
 
-    fn flow_alert(&self, verb: Verb, mac: Mac, flow: Option<&Flow>) -> Alert {
-        let mut a = Alert::new(verb).field("device", mac).opt("name", self.device_name(mac));
-        match flow {
-            Some(f) => {
-                a = a.field("ip", f.src).field("dst", f.dst).field("proto", proto_name(f.proto));
-                if f.dport != 0 {
-                    a = a.field("dport", f.dport);
-                }
+    /// The alert line's fields in SPEC §5 order (rule and profile follow).
+    fn flow_alert(&self, verb: Verb, mac: Mac, t: &Target, flow: Option<&Flow>) -> Alert {
+        let ip = flow.map(|f| f.src).or_else(|| self.devices.get(mac).and_then(|d| d.addrs.first().copied()));
+        let mut a = Alert::new(verb)
+            .field("device", mac)
+            .opt("name", self.device_name(mac))
+            .opt("ip", ip)
+            .field("dst", t.dst)
+            .opt("host", t.names.first())
+            .opt("country", t.geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()))
+            .opt("asn", t.geo.asn);
+        if let Some(f) = flow {
+            a = a.field("proto", proto_name(f.proto));
+            if f.dport != 0 && matches!(f.proto, 6 | 17 | 132 | 136) {
+                a = a.field("dport", f.dport);
             }
-            None => a = a.opt("ip", self.devices.get(mac).and_then(|d| d.addrs.first())),
         }
         a
+    }
+
+    /// An owner's command about a device (no destination).
+    fn device_alert(&self, verb: Verb, mac: Mac) -> Alert {
+        Alert::new(verb)
+            .field("device", mac)
+            .opt("name", self.device_name(mac))
+            .opt("ip", self.devices.get(mac).and_then(|d| d.addrs.first()))
     }
 
     /// Logs unless the same (device, destination, verb) was logged within
@@ -344,10 +494,8 @@ impl Engine {
         out.push(Effect::Log(alert));
     }
 
-    fn carry_out(&mut self, mac: Mac, flow: Option<&Flow>, j: Judgement, now: u64, out: &mut Vec<Effect>) {
-        let dst = flow.map(|f| f.dst);
-        let monitor = self.monitor();
-        let verb = match (j.verdict, monitor) {
+    fn carry_out(&mut self, mac: Mac, t: &Target, flow: Option<&Flow>, j: Judgement, now: u64, out: &mut Vec<Effect>) {
+        let verb = match (j.verdict, self.monitor()) {
             (Verdict::Allow, _) => return,
             (Verdict::Alert, _) => Verb::Alert,
             (Verdict::Block, false) => Verb::Block,
@@ -357,11 +505,10 @@ impl Engine {
         };
         match verb {
             Verb::Block => {
-                let Some(dst) = dst else { return };
-                self.add_block(mac, dst, j.rule.clone(), now, out);
+                self.add_block(mac, t.dst, j.rule.clone(), now, out);
                 let cut = match flow {
                     Some(f) => Cut::Flow(*f),
-                    None => Cut::To { addrs: self.device_addrs(mac, None), dst },
+                    None => Cut::To { addrs: self.device_addrs(mac, None), dst: t.dst },
                 };
                 out.push(Effect::Cut(cut));
             }
@@ -370,8 +517,8 @@ impl Engine {
             }
             _ => {}
         }
-        let alert = self.flow_alert(verb, mac, flow).field("rule", &j.rule).field("profile", &j.profile);
-        self.log(mac, dst, alert, now, out);
+        let alert = self.flow_alert(verb, mac, t, flow).field("rule", &j.rule).field("profile", &j.profile);
+        self.log(mac, Some(t.dst), alert, now, out);
     }
 
     fn device_addrs(&self, mac: Mac, flow: Option<&Flow>) -> Vec<IpAddr> {
@@ -445,7 +592,7 @@ impl Engine {
         let added = self.state.consents.entry(mac).or_default().insert(sel.clone());
         if added {
             out.push(Effect::Persist);
-            let a = self.flow_alert(Verb::Consent, mac, None).field("consent", &sel).field("action", "grant");
+            let a = self.device_alert(Verb::Consent, mac).field("consent", &sel).field("action", "grant");
             out.push(Effect::Log(a));
             self.recheck_blocks(Some(mac), now, out);
         }
@@ -459,7 +606,7 @@ impl Engine {
                 self.state.consents.remove(&mac);
             }
             out.push(Effect::Persist);
-            let a = self.flow_alert(Verb::Consent, mac, None).field("consent", sel).field("action", "revoke");
+            let a = self.device_alert(Verb::Consent, mac).field("consent", sel).field("action", "revoke");
             out.push(Effect::Log(a));
         }
         removed
@@ -471,7 +618,7 @@ impl Engine {
             return false;
         }
         self.quarantine(mac, Rule::Manual, now, None, out);
-        let a = self.flow_alert(Verb::Quarantine, mac, None).field("rule", Rule::Manual).field("profile", &self.policy.profile_of(mac).name);
+        let a = self.device_alert(Verb::Quarantine, mac).field("rule", Rule::Manual).field("profile", &self.policy.profile_of(mac).name);
         out.push(Effect::Log(a));
         self.counters.alerts += 1;
         true
@@ -489,7 +636,7 @@ impl Engine {
         out.push(Effect::Persist);
         // Forget suppression so that a relapse is reported at once.
         self.suppress.retain(|(m, _, _), _| *m != mac);
-        let a = self.flow_alert(Verb::Release, mac, None).field("rule", &q.rule);
+        let a = self.device_alert(Verb::Release, mac).field("rule", &q.rule);
         out.push(Effect::Log(a));
         true
     }
@@ -521,6 +668,7 @@ impl Engine {
     /// Housekeeping: forget expired blocks and stale suppression entries.
     pub fn tick(&mut self, now: u64) {
         self.blocks.retain(|_, b| b.until > now);
+        self.names.expire(now);
         self.prune_suppress(now);
     }
 
@@ -545,16 +693,16 @@ impl Engine {
         }
     }
 
-    pub fn explain(&self, mac: Mac, destination: &str) -> Result<Explanation, CommandError> {
-        let (addr, names) = match destination.parse::<IpAddr>() {
-            Ok(ip) => (Some(ip), vec![]),
+    pub fn explain(&self, mac: Mac, destination: &str, now: u64) -> Result<Explanation, CommandError> {
+        let (addr, names, geo) = match destination.parse::<IpAddr>() {
+            Ok(ip) => (Some(ip), self.names.names(mac, ip, now), self.policy.geo.lookup(ip)),
             Err(_) => {
                 let n = crate::selector::normalize_name(destination).ok_or_else(|| CommandError::BadDestination(destination.to_string()))?;
-                (None, vec![n])
+                (None, vec![n], GeoInfo::default())
             }
         };
         let granted = self.granted(mac);
-        let j = self.policy.judge(mac, &granted, &Destination { addr, names: &names, ..Destination::default() });
+        let j = self.policy.judge(mac, &granted, &Destination { addr, names: &names, country: geo.country, asn: geo.asn });
         let quarantine = self.state.quarantines.get(&mac);
         let (verdict, rule) = match quarantine {
             Some(q) => (Verdict::Quarantine, format!("quarantined ({})", q.rule)),
@@ -565,6 +713,9 @@ impl Engine {
             name: self.device_name(mac).map(str::to_string),
             profile: j.profile,
             destination: destination.to_string(),
+            names,
+            country: geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()),
+            asn: geo.asn,
             verdict,
             rule,
             policy_verdict: j.verdict,
@@ -614,6 +765,9 @@ impl Engine {
             quarantined: self.state.quarantines.len(),
             blocks_in_kernel: self.blocks.len(),
             quarantine_elements: self.persisted_elements().len(),
+            destinations: self.destinations.len(),
+            destinations_evicted: self.destinations.evicted,
+            name_cache: self.names.stats(),
             counters: self.counters.clone(),
         }
     }
@@ -625,6 +779,10 @@ pub struct Explanation {
     pub name: Option<String>,
     pub profile: String,
     pub destination: String,
+    /// DNS names the device resolved to this address (or the name asked about).
+    pub names: Vec<String>,
+    pub country: Option<String>,
+    pub asn: Option<u32>,
     /// What happens to traffic now (a quarantine overrides the policy).
     pub verdict: Verdict,
     pub rule: String,
@@ -657,6 +815,9 @@ pub struct Status {
     pub quarantined: usize,
     pub blocks_in_kernel: usize,
     pub quarantine_elements: usize,
+    pub destinations: usize,
+    pub destinations_evicted: u64,
+    pub name_cache: crate::namecache::NameCacheStats,
     pub counters: Counters,
 }
 
@@ -721,7 +882,7 @@ mod tests {
             "bad".to_string(),
             LoadedList {
                 name: "bad".into(),
-                domains: Default::default(),
+                domains: crate::domainset::DomainSet::from_names(["tracking.example.com"]),
                 nets: vec!["203.0.113.0/24".parse().unwrap(), "2001:db8:bad::/48".parse().unwrap()],
                 selectors: vec![],
                 bad_lines: 0,
@@ -792,11 +953,11 @@ mod tests {
         assert!(e.consent(PHONE, "203.0.113.7".parse().unwrap(), 1002, &mut fx));
         assert!(sets(&fx).contains(&SetChange::Delete(Elem::Block(PHONE, ip("203.0.113.7")))));
         assert!(logs(&fx)[0].starts_with("CONSENT device=02:00:00:00:07:02"));
-        let x = e.explain(PHONE, "203.0.113.7").unwrap();
+        let x = e.explain(PHONE, "203.0.113.7", 1002).unwrap();
         assert_eq!((x.verdict, x.rule.as_str()), (Verdict::Allow, "consent:203.0.113.7"));
         let mut fx = Vec::new();
         assert!(e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx));
-        assert_eq!(e.explain(PHONE, "203.0.113.7").unwrap().verdict, Verdict::Block);
+        assert_eq!(e.explain(PHONE, "203.0.113.7", 1002).unwrap().verdict, Verdict::Block);
     }
 
     #[test]
@@ -894,8 +1055,101 @@ mod tests {
         let mut fx = Vec::new();
         assert_eq!(e.on_flow(&flow("192.168.7.19", "192.0.2.50"), 2001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
         assert!(logs(&fx)[0].starts_with("LEARNED device=02:00:00:00:07:09"), "{:?}", logs(&fx));
-        assert_eq!(e.explain(new_dev, "192.0.2.50").unwrap().verdict, Verdict::Allow);
+        assert_eq!(e.explain(new_dev, "192.0.2.50", 2001).unwrap().verdict, Verdict::Allow);
         let mut fx = Vec::new();
         assert_eq!(e.on_flow(&flow("192.168.7.19", "192.0.2.51"), 2000 + 86_400, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    }
+
+    fn dns(addr: &str, names: &[&str]) -> DnsRecord {
+        DnsRecord { addr: ip(addr), names: names.iter().map(|n| n.to_string()).collect(), ttl: 300 }
+    }
+
+    #[test]
+    fn denied_name_is_blocked_when_its_answer_passes() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.99", &["cdn.example.net", "eu.tracking.example.com"]), dns("192.168.7.5", &["lan.example.com"])], 1001, &mut fx);
+        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("192.0.2.99")), timeout: Some(BLOCK_TIMEOUT) }]);
+        assert_eq!(
+            logs(&fx),
+            ["BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=192.0.2.99 host=cdn.example.net rule=list:bad profile=iot"]
+        );
+        assert_eq!(e.counters.dns_judged_deny, 1);
+        // The device's connection then finds the block in place: no new line.
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.12", "192.0.2.99"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
+        assert!(logs(&fx).is_empty());
+        // Names are per device: the camera never resolved it.
+        let x = e.explain(CAM, "192.0.2.99", 1001).unwrap();
+        assert_eq!(x.verdict, Verdict::Allow);
+        assert_eq!(e.explain(PHONE, "tracking.example.com", 1001).unwrap().rule, "list:bad");
+        let d = e.destinations.of(PHONE);
+        assert_eq!(d[0].names, ["cdn.example.net", "eu.tracking.example.com"]);
+        // Answers to unknown clients are counted, not judged.
+        e.on_dns(ip("192.168.7.99"), &[dns("192.0.2.98", &["tracking.example.com"])], 1001, &mut fx);
+        assert_eq!(e.counters.dns_unknown_client, 1);
+    }
+
+    #[test]
+    fn conntrack_judging_uses_the_names_the_device_resolved() {
+        let mut e = engine(Mode::Enforce, Verdict::Quarantine, Verdict::Allow);
+        let mut fx = Vec::new();
+        // Consented by name: an allowed answer is only remembered.
+        e.consent(PHONE, "=ok.example.org".parse().unwrap(), 1000, &mut fx);
+        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.50", &["ok.example.org"])], 1001, &mut fx);
+        assert!(sets(&fx).is_empty());
+        assert_eq!(e.on_flow(&flow("192.168.7.12", "192.0.2.50"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+        assert_eq!(e.explain(PHONE, "192.0.2.50", 1001).unwrap().rule, "consent:=ok.example.org");
+    }
+
+    #[test]
+    fn country_and_asn_come_from_the_databases() {
+        let dir = std::env::temp_dir().join(format!("leash-engine-geo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, a) = (dir.join("country.mmdb"), dir.join("asn.mmdb"));
+        std::fs::write(&c, crate::geoip::mmdb_writer::test_country_db().unwrap()).unwrap();
+        std::fs::write(&a, crate::geoip::mmdb_writer::test_asn_db().unwrap()).unwrap();
+        let geo = crate::geoip::GeoIp::open(&crate::config::GeoipConfig { country_db: Some(c), asn_db: Some(a) }).unwrap();
+        let mut cfg = config(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        cfg.profiles.get_mut("iot").unwrap().deny = vec!["cn".into()];
+        let mut lists = BTreeMap::new();
+        lists.insert(
+            "cn".to_string(),
+            LoadedList { name: "cn".into(), domains: Default::default(), nets: vec![], selectors: vec!["country:CN".parse().unwrap()], bad_lines: 0 },
+        );
+        let mut e = Engine::new(Policy::new(cfg, lists).with_geo(geo), State::new(), 1000);
+        e.net.link(3, "br-lan");
+        e.net.addr(3, ip("192.168.7.1"), 24);
+        let mut fx = Vec::new();
+        e.on_neighbour(3, ip("192.168.7.12"), Some(PHONE), false, 1000, &mut fx);
+        assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
+        let l = logs(&fx);
+        assert!(l[0].contains(" dst=203.0.113.7 country=CN asn=4808 proto=tcp dport=443 rule=list:cn "), "{l:?}");
+        assert_eq!(e.on_flow(&flow("192.168.7.12", "198.51.100.20"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn upload_alert_fires_for_unconsented_destinations() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        e.policy.config.profiles.get_mut("iot").unwrap().upload_alert = Some(50_000_000);
+        let mut fx = Vec::new();
+        let up = flow("192.168.7.12", "192.0.2.60");
+        e.on_flow(&up, 1001, &mut fx);
+        e.on_counters(&FlowCounters { id: 7, orig: up, up: 30_000_000, down: 1000 }, false, 1010, &mut fx);
+        assert!(logs(&fx).is_empty());
+        e.on_counters(&FlowCounters { id: 7, orig: up, up: 60_000_000, down: 2000 }, true, 1020, &mut fx);
+        assert_eq!(
+            logs(&fx),
+            ["ALERT device=02:00:00:00:07:02 ip=192.168.7.12 dst=192.0.2.60 proto=tcp dport=443 bytes_up=60000000 rule=upload_alert profile=iot"]
+        );
+        let d = &e.destinations.of(PHONE)[0];
+        assert_eq!((d.bytes_up, d.bytes_down), (60_000_000, 2000), "deltas, not sums of readings");
+        // The camera consented to 198.51.100.0/24: no alert however much it sends.
+        let mut fx = Vec::new();
+        let cam = flow("192.168.7.11", "198.51.100.20");
+        e.on_flow(&cam, 1001, &mut fx);
+        e.on_counters(&FlowCounters { id: 8, orig: cam, up: 900_000_000, down: 0 }, true, 1020, &mut fx);
+        assert!(logs(&fx).is_empty());
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, Profile};
+use crate::geoip::GeoIp;
 use crate::lists::LoadedList;
 use crate::mac::Mac;
 use crate::selector::{Destination, Selector};
@@ -47,11 +48,18 @@ pub struct Judgement {
 pub struct Policy {
     pub config: Config,
     pub lists: BTreeMap<String, LoadedList>,
+    /// Country and AS databases of `[geoip]` (none configured: no lookups).
+    pub geo: GeoIp,
 }
 
 impl Policy {
     pub fn new(config: Config, lists: BTreeMap<String, LoadedList>) -> Policy {
-        Policy { config, lists }
+        Policy { config, lists, geo: GeoIp::none() }
+    }
+
+    pub fn with_geo(mut self, geo: GeoIp) -> Policy {
+        self.geo = geo;
+        self
     }
 
     pub fn device_config(&self, mac: Mac) -> Option<&crate::config::DeviceConfig> {

@@ -10,6 +10,7 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub enum Request {
     Status,
     Devices,
+    Destinations { device: String },
     Explain { device: String, destination: String },
     Consent { device: String, selector: String },
     Revoke { device: String, selector: String },
