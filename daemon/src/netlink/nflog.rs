@@ -25,6 +25,7 @@ const NFULA_PREFIX: u16 = 10;
 // Attributes of a config request (enum nfulnl_attr_config).
 const NFULA_CFG_CMD: u16 = 1;
 const NFULA_CFG_MODE: u16 = 2;
+const NFULA_CFG_QTHRESH: u16 = 5;
 const NFULA_CFG_FLAGS: u16 = 6;
 
 const NFULNL_CFG_CMD_BIND: u8 = 1;
@@ -115,8 +116,12 @@ fn config_msg(w: &mut NlWriter, group: u16, seq: u32) {
 }
 
 /// The requests that make `group`'s packets come to the sending socket,
-/// whole, one message each with seqs `first_seq..`: bind, copy mode, and
-/// per-instance sequence numbers off. Send them in order and check each
+/// whole, one message each with seqs `first_seq..`: bind; copy mode and
+/// a queue threshold of 1; per-instance sequence numbers off.
+///
+/// The threshold matters: the kernel's default (100 packets or 1 s)
+/// batches packets, so an answer would reach leash up to a second after
+/// the device, too late to block its first connection (seen in the lab). Send them in order and check each
 /// ack: the later two fail with ENODEV unless the bind succeeded.
 pub fn bind_requests(group: u16, first_seq: u32) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(3);
@@ -133,6 +138,7 @@ pub fn bind_requests(group: u16, first_seq: u32) -> Vec<Vec<u8>> {
     let mut mode = COPY_RANGE.to_be_bytes().to_vec();
     mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
     w.attr(NFULA_CFG_MODE, &mode);
+    w.attr_u32_be(NFULA_CFG_QTHRESH, 1);
     w.end_msg();
     out.push(w.finish());
 
@@ -152,4 +158,160 @@ pub fn unbind_request(group: u16, seq: u32) -> Vec<u8> {
     w.attr_u8(NFULA_CFG_CMD, NFULNL_CFG_CMD_UNBIND);
     w.end_msg();
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::captured::*;
+    use super::super::nla::tests::XorShift;
+    use super::super::nla::{Attrs, Messages, NLMSG_DONE};
+    use super::*;
+
+    #[test]
+    fn output_hook_packet_v4() {
+        let p = parse_message(NFLOG_OUTPUT_A_UDP4).unwrap().unwrap();
+        assert_eq!(p.family, 2);
+        assert_eq!((p.hw_protocol, p.hook), (Some(0x0800), Some(3)));
+        assert_eq!(p.prefix, Some("leash-dns"));
+        assert_eq!((p.indev, p.outdev, p.hwaddr), (None, Some(2), None));
+        // The payload starts at the IPv4 header and holds the whole packet.
+        assert_eq!(p.payload.len(), 82);
+        assert_eq!(p.payload[0], 0x45);
+    }
+
+    #[test]
+    fn input_hook_packet_v6_has_hwaddr() {
+        let p = parse_message(NFLOG_INPUT_AAAA_UDP6).unwrap().unwrap();
+        assert_eq!(p.family, 10);
+        assert_eq!((p.hw_protocol, p.hook), (Some(0x86dd), Some(1)));
+        // A rule without a prefix still sends an empty NFULA_PREFIX.
+        assert_eq!(p.prefix, Some(""));
+        assert_eq!((p.indev, p.outdev), (Some(2), None));
+        assert_eq!(p.hwaddr, Some("86:9f:17:d7:99:44".parse().unwrap()));
+        assert_eq!(p.payload.len(), 108);
+        assert_eq!(p.payload[0] >> 4, 6);
+    }
+
+    #[test]
+    fn tcp_packet() {
+        let p = parse_message(NFLOG_OUTPUT_A_TCP4).unwrap().unwrap();
+        assert_eq!(p.payload.len(), 121);
+        assert_eq!(p.payload[9], 6);
+    }
+
+    #[test]
+    fn bind_request_bytes() {
+        let reqs = bind_requests(5335, 100);
+        assert_eq!(reqs.len(), 3);
+        #[rustfmt::skip]
+        let bind: &[u8] = &[
+            0x1c, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 100, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 type ULOG<<8|CONFIG flags REQUEST|ACK seq 100
+            0x00, 0x00, 0x14, 0xd7,  // nfgenmsg: AF_UNSPEC, version 0, res_id = group 5335 big-endian
+            0x05, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00,  // NFULA_CFG_CMD = BIND
+        ];
+        #[rustfmt::skip]
+        let mode: &[u8] = &[
+            0x28, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 101, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 40 seq 101
+            0x00, 0x00, 0x14, 0xd7,  // nfgenmsg
+            0x0a, 0x00, 0x02, 0x00, 0x00, 0x00, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00,  // NFULA_CFG_MODE: range 0xffff, COPY_PACKET, pad
+            0x08, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x01,  // NFULA_CFG_QTHRESH = 1
+        ];
+        #[rustfmt::skip]
+        let flags: &[u8] = &[
+            0x1c, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 102, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 seq 102
+            0x00, 0x00, 0x14, 0xd7,  // nfgenmsg
+            0x06, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,  // NFULA_CFG_FLAGS = 0
+        ];
+        // Netlink headers are in host order: these bytes are little-endian.
+        if cfg!(target_endian = "little") {
+            assert_eq!(reqs[0], bind);
+            assert_eq!(reqs[1], mode);
+            assert_eq!(reqs[2], flags);
+        }
+        for (i, r) in reqs.iter().enumerate() {
+            let m = Msg::parse(r).unwrap();
+            assert_eq!(m.hdr.seq, 100 + i as u32);
+            assert_eq!(m.hdr.len as usize, r.len());
+            // Config messages are not packets.
+            assert_eq!(parse_message(r).unwrap(), None);
+        }
+        let unbind = unbind_request(5335, 7);
+        let m = Msg::parse(&unbind).unwrap();
+        let (gen, attrs) = m.nfnl().unwrap();
+        assert_eq!((gen.family, gen.res_id), (0, 5335));
+        let a: Vec<_> = attrs.collect::<Result<_, _>>().unwrap();
+        assert_eq!((a[0].ty, a[0].u8().unwrap()), (NFULA_CFG_CMD, NFULNL_CFG_CMD_UNBIND));
+        // Seqs wrap instead of overflowing.
+        assert_eq!(Msg::parse(&bind_requests(1, u32::MAX)[2]).unwrap().hdr.seq, 1);
+    }
+
+    #[test]
+    fn other_messages_are_none() {
+        // NLMSG_DONE, which ends a batch of several packets.
+        let mut done = vec![0u8; 20];
+        done[..4].copy_from_slice(&20u32.to_ne_bytes());
+        done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+        assert_eq!(parse_message(&done).unwrap(), None);
+        // A conntrack event.
+        assert_eq!(parse_message(CT_NEW_TCP4).unwrap(), None);
+    }
+
+    #[test]
+    fn hostile_attributes() {
+        // NFULA_HWADDR with a 4-byte address: no MAC, not an error.
+        let mut b = NFLOG_INPUT_AAAA_UDP6.to_vec();
+        let at = 20 + 8 + 8 + 8; // PACKET_HDR, PREFIX, INDEV, then HWADDR
+        assert_eq!(&b[at..at + 4], &[0x10, 0x00, 0x08, 0x00]);
+        b[at + 5] = 4;
+        assert_eq!(parse_message(&b).unwrap().unwrap().hwaddr, None);
+        // The same attribute cut to 8 bytes: a size error.
+        b[at] = 0x0c;
+        assert!(matches!(parse_message(&b), Err(DecodeError::AttrSize { .. })));
+        // A prefix that is not UTF-8 is dropped, the packet kept.
+        let mut b = NFLOG_OUTPUT_A_UDP4.to_vec();
+        assert_eq!(&b[28..32], &[0x0e, 0x00, 0x0a, 0x00]);
+        b[32] = 0xff;
+        let p = parse_message(&b).unwrap().unwrap();
+        assert_eq!((p.prefix, p.payload.len()), (None, 82));
+        // PACKET_HDR of 3 bytes.
+        let mut b = NFLOG_OUTPUT_A_UDP4.to_vec();
+        b[20] = 7;
+        assert!(parse_message(&b).is_err());
+    }
+
+    #[test]
+    fn truncations_never_panic() {
+        for cap in [NFLOG_OUTPUT_A_UDP4, NFLOG_OUTPUT_A_TCP4, NFLOG_INPUT_AAAA_UDP6] {
+            for n in 0..cap.len() {
+                assert!(parse_message(&cap[..n]).is_err(), "cut at {n}");
+                if n >= 16 {
+                    let mut b = cap[..n].to_vec();
+                    b[0..4].copy_from_slice(&(n as u32).to_ne_bytes());
+                    if let Ok(Some(p)) = parse_message(&b) {
+                        let _ = crate::dns::parse_packet(p.payload);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_mutations_never_panic() {
+        let mut rng = XorShift(0x853c49e6748fea9b);
+        let caps = [NFLOG_OUTPUT_A_UDP4, NFLOG_OUTPUT_A_TCP4, NFLOG_INPUT_AAAA_UDP6];
+        for i in 0..20_000 {
+            let mut b = caps[i % caps.len()].to_vec();
+            for _ in 0..(rng.next() % 8 + 1) {
+                let at = (rng.next() as usize) % b.len();
+                b[at] = rng.next() as u8;
+            }
+            for m in Messages::new(&b) {
+                let Ok(m) = m else { break };
+                if let Ok(Some(p)) = parse_message(m) {
+                    let _ = crate::dns::parse_packet(p.payload);
+                }
+                let _ = Attrs::new(m).count();
+            }
+        }
+    }
 }
