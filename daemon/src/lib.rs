@@ -15,6 +15,9 @@ pub mod selector;
 pub mod verdict;
 pub mod alert;
 pub mod devices;
+pub mod dns;
+#[cfg(test)]
+mod dns_captured;
 pub mod engine;
 pub mod leases;
 pub mod netmap;

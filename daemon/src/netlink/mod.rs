@@ -25,6 +25,6 @@ pub mod route;
 pub mod socket;
 
 #[cfg(test)]
-mod captured;
+pub(crate) mod captured;
 #[cfg(test)]
 mod kernel_tests;
