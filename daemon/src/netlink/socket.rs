@@ -79,7 +79,7 @@ pub enum NlError {
     /// The kernel refused a request; `source` is its errno.
     /// Another socket holds the NFLOG group (ulogd, another leash, a
     /// `tcpdump -i nflog:N`): the kernel gives each group one listener.
-    #[error("NFLOG group {group} is already bound by another process")]
+    #[error("NFLOG group {group} is already bound by another socket (ulogd, `tcpdump -i nflog:{group}`, another leash?)")]
     NflogGroupTaken {
         group: u16,
         #[source]
@@ -490,9 +490,8 @@ pub async fn nflog_bind(sock: &NlSocket, group: u16) -> Result<(), NlError> {
     for req in nflog::bind_requests(group, first) {
         match sock.request(&req).await {
             Ok(_) => {}
-            // EPERM: the group's instance belongs to another socket;
-            // EBUSY: this socket bound it already (or the kernel's older
-            // wording of the same). Either way the packets go elsewhere.
+            // EPERM: the group belongs to another socket (kernel 6.18, in
+            // the lab); EBUSY: this socket bound it already.
             Err(NlError::Kernel { source, .. })
                 if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) =>
             {
