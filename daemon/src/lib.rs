@@ -18,6 +18,9 @@ pub mod verdict;
 pub mod alert;
 pub mod destinations;
 pub mod devices;
+pub mod dns;
+#[cfg(test)]
+mod dns_captured;
 pub mod engine;
 pub mod leases;
 pub mod namecache;

@@ -438,3 +438,95 @@ fn kernel_conntrack_overrun_is_reported() {
         println!("overrun reported after {got} queued events (default buffer)");
     });
 }
+
+/// A child process killed when the value goes.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A DNS query for `name` A, id 0x4242.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn kernel_nflog_bind_delivers_dns_answers_at_once() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        run(&["ip", "link", "set", "lo", "up"]);
+        nft_file("table inet T {\n chain out {\n type filter hook output priority 0;\n udp sport 53 log prefix \"dns\" group 5335\n }\n}\n");
+        let sock = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
+        nflog_bind(&sock, 5335).await.unwrap();
+        // The kernel gives a group one listener: a second bind is refused clearly.
+        let other = NlSocket::open(NETLINK_NETFILTER, &[], 0).unwrap();
+        let err = nflog_bind(&other, 5335).await.unwrap_err();
+        assert!(matches!(err, NlError::NflogGroupTaken { group: 5335, .. }), "{err:?}");
+        assert!(err.to_string().contains("already bound"), "{err}");
+        // Binding the same group again on the same socket is refused too.
+        assert!(matches!(nflog_bind(&sock, 5335).await, Err(NlError::NflogGroupTaken { .. })));
+
+        let _dnsmasq = Child(
+            Command::new("dnsmasq")
+                .args([
+                    "--no-daemon", "--no-resolv", "--no-hosts", "--pid-file", "--bind-interfaces",
+                    "--listen-address=127.0.0.1", "--host-record=tracking.example.com,203.0.113.7",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn dnsmasq"),
+        );
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        // dnsmasq needs a moment to listen: retry the query until it answers.
+        let mut answered = None;
+        for _ in 0..50 {
+            udp.send_to(&dns_query("tracking.example.com"), "127.0.0.1:53").unwrap();
+            let mut buf = [0u8; 512];
+            if udp.recv(&mut buf).is_ok() {
+                answered = Some(Instant::now());
+                break;
+            }
+        }
+        let answered = answered.expect("dnsmasq never answered");
+
+        let mut buf = Vec::new();
+        let pkt = loop {
+            let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf)).await.expect("no NFLOG packet").unwrap();
+            let found = super::nla::Messages::new(&buf[..n])
+                .filter_map(|m| m.ok())
+                .filter_map(|m| super::nflog::parse_message(m).ok().flatten())
+                .filter_map(|p| crate::dns::parse_packet(p.payload).ok().map(|a| (p.prefix.map(str::to_string), a)))
+                .find(|(_, a)| !a.records.is_empty());
+            if let Some(f) = found {
+                break f;
+            }
+        };
+        // Queue threshold 1: no waiting for the kernel's 1 s flush timer.
+        assert!(answered.elapsed() < Duration::from_millis(500), "NFLOG took {:?}", answered.elapsed());
+        let (prefix, answer) = pkt;
+        assert_eq!(prefix.as_deref(), Some("dns"));
+        assert_eq!(answer.qname, "tracking.example.com");
+        assert_eq!((answer.client, answer.server), (ip("127.0.0.1"), ip("127.0.0.1")));
+        assert_eq!(answer.records[0].addr, ip("203.0.113.7"));
+
+        // Unbinding frees the group for another socket.
+        let unbind = super::nflog::unbind_request(5335, sock.next_seq());
+        sock.request(&unbind).await.unwrap();
+        nflog_bind(&other, 5335).await.unwrap();
+    });
+}

@@ -1,7 +1,7 @@
 //! Netlink: pure codecs for the kernel messages leash reads and sends
-//! (conntrack, nf_tables set elements, rtnetlink), and the socket adapter.
+//! (conntrack, NFLOG, nf_tables set elements, rtnetlink), and the socket adapter.
 //!
-//! `nla`, `conntrack`, `nftables` and `route` only turn bytes into values
+//! `nla`, `conntrack`, `nflog`, `nftables` and `route` only turn bytes into values
 //! and back, and are tested without root on bytes captured from the kernel
 //! (`captured`). `socket` is the one place that talks to the kernel.
 //!
@@ -12,16 +12,19 @@
 //! - conntrack requests (`conntrack_dump`, `conntrack_delete`) and
 //!   nf_tables requests (`nft_apply`): one `NETLINK_NETFILTER` socket each,
 //!   no groups, `REQUEST_RCVBUF`;
+//! - DNS answers: one `NETLINK_NETFILTER` socket, no groups, a large
+//!   buffer, then `nflog_bind(sock, group)` for the nft `log group`;
 //! - rtnetlink events (`RTNLGRP_NEIGH`, `_LINK`, `_IPV4_IFADDR`,
 //!   `_IPV6_IFADDR`) and an rtnetlink request socket for the dumps.
 
 pub mod conntrack;
+pub mod nflog;
 pub mod nftables;
 pub mod nla;
 pub mod route;
 pub mod socket;
 
 #[cfg(test)]
-mod captured;
+pub(crate) mod captured;
 #[cfg(test)]
 mod kernel_tests;

@@ -18,6 +18,7 @@ use tokio::io::Interest;
 use tokio::sync::Mutex;
 
 use super::conntrack::{self, CtEvent, Tuple};
+use super::nflog;
 use super::nftables::{BatchOp, ElemBatch};
 use super::nla::{
     self, parse_done, parse_error, Messages, Msg, NlErrorMsg, NlMsgHdr, NLMSG_DONE, NLMSG_ERROR,
@@ -76,6 +77,14 @@ pub enum NlError {
     #[error("malformed rtnetlink reply")]
     Route(#[source] route::RouteError),
     /// The kernel refused a request; `source` is its errno.
+    /// Another socket holds the NFLOG group (ulogd, another leash, a
+    /// `tcpdump -i nflog:N`): the kernel gives each group one listener.
+    #[error("NFLOG group {group} is already bound by another socket (ulogd, `tcpdump -i nflog:{group}`, another leash?)")]
+    NflogGroupTaken {
+        group: u16,
+        #[source]
+        source: io::Error,
+    },
     #[error("kernel refused {what}{}", ext.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
     Kernel {
         what: String,
@@ -467,6 +476,34 @@ pub async fn nft_apply(sock: &NlSocket, batch: &ElemBatch) -> Result<(), NlError
             cur = cur.retain(|i, _| !gone.contains(&i));
         }
     }
+    Ok(())
+}
+
+/// Makes NFLOG `group`'s packets come to `sock` (whole packets, one per
+/// datagram). Open `sock` with no groups and a large receive buffer: a
+/// burst of answers must not overrun it.
+///
+/// Packets that arrive between the bind and the last ack are dropped by
+/// `exchange` (they are not replies); that only happens at start-up.
+pub async fn nflog_bind(sock: &NlSocket, group: u16) -> Result<(), NlError> {
+    let first = sock.alloc_seq(3);
+    for req in nflog::bind_requests(group, first) {
+        match sock.request(&req).await {
+            Ok(_) => {}
+            // EPERM: the group belongs to another socket (kernel 6.18, in
+            // the lab); EBUSY: this socket bound it already.
+            Err(NlError::Kernel { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) =>
+            {
+                return Err(NlError::NflogGroupTaken { group, source });
+            }
+            Err(NlError::Kernel { ext, source, .. }) => {
+                return Err(NlError::Kernel { what: format!("NFLOG bind of group {group}"), ext, source });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::debug!(group, port = sock.port_id(), "bound NFLOG group");
     Ok(())
 }
 

@@ -1,0 +1,12 @@
+//! ctnetlink events and dump replies.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use leash::netlink::conntrack;
+
+fuzz_target!(|data: &[u8]| {
+    for m in conntrack::messages(data) {
+        let Ok(m) = m else { break };
+        let _ = conntrack::parse_message(m);
+        let _ = conntrack::parse_dump_message(m);
+    }
+});
