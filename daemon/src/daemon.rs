@@ -26,6 +26,22 @@ use crate::syslog::Syslog;
 /// the neighbour entry, at most `MAX_PENDING` of them.
 const PENDING_FOR: u64 = 5;
 const MAX_PENDING: usize = 1024;
+/// Seconds between readings of running flows' byte counters.
+const COUNTERS_EVERY: u64 = 10;
+const ACCT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
+
+/// Bytes per destination need conntrack's accounting; it is off by default
+/// on many kernels. Flows that began before it was switched on count nothing.
+fn enable_conntrack_accounting() {
+    match std::fs::read_to_string(ACCT_SYSCTL) {
+        Ok(v) if v.trim() == "1" => {}
+        Ok(_) => match std::fs::write(ACCT_SYSCTL, "1") {
+            Ok(()) => tracing::info!(sysctl = ACCT_SYSCTL, "turned on conntrack byte accounting for destinations and upload_alert"),
+            Err(e) => tracing::warn!(sysctl = ACCT_SYSCTL, error = %e, "cannot turn on conntrack byte accounting; bytes will show as 0"),
+        },
+        Err(e) => tracing::warn!(sysctl = ACCT_SYSCTL, error = %e, "cannot read conntrack byte accounting setting"),
+    }
+}
 
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -56,6 +72,9 @@ struct Daemon {
     pending_dropped: u64,
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
+    dns_bound: bool,
+    /// When byte counters were last read from a dump (for upload_alert).
+    counters_read: u64,
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -101,10 +120,12 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let listener = server::bind(&daemon_cfg.socket)?;
 
-    let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, &engine.persisted_elements());
+    let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default() };
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0 };
+    d.bind_dns().await;
+    enable_conntrack_accounting();
     d.read_leases();
     tracing::info!(config = %d.config_path.display(), mode = ?daemon_cfg.mode, table = %daemon_cfg.nft_table, "leash started");
     // Flows that existed before we started get judged too.
@@ -115,7 +136,8 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let keep = d.engine.policy().config.daemon.keep_on_exit;
     let table = d.engine.policy().config.daemon.nft_table.clone();
     let outcome = if keep {
-        let script = nft::ruleset(&table, &d.engine.policy().config.daemon.lan, &d.engine.persisted_elements());
+        let cfg = &d.engine.policy().config.daemon;
+        let script = nft::ruleset(&table, &cfg.lan, cfg.dns_nflog_group, &d.engine.persisted_elements());
         nft::apply::run_script("table", &script)
     } else {
         nft::apply::delete_table(&table)
@@ -138,8 +160,10 @@ impl Daemon {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ct_buf = Vec::new();
         let mut rt_buf = Vec::new();
+        let mut dns_buf = Vec::new();
         loop {
             tokio::select! {
+                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r).await,
                 r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now()).await,
                 r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
                 Some((req, reply)) = jobs.recv() => {
@@ -158,12 +182,15 @@ impl Daemon {
         let now = now();
         let mut fx = Vec::new();
         match r {
-            CtRead::Flows(flows) => {
+            CtRead::Flows(flows, ended) => {
                 self.engine.counters.ct_new_events += flows.len() as u64;
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
                         self.park(f, now);
                     }
+                }
+                for c in &ended {
+                    self.engine.on_counters(c, true, now, &mut fx);
                 }
             }
             CtRead::Lost => {
@@ -227,6 +254,37 @@ impl Daemon {
         }
     }
 
+    async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::dns::DnsAnswer>, u64)>) {
+        let now = now();
+        match r {
+            Ok((answers, bad)) => {
+                self.engine.counters.dns_errors += bad;
+                let mut fx = Vec::new();
+                for a in &answers {
+                    self.engine.on_dns(a.client, &a.records, now, &mut fx);
+                }
+                self.execute(fx).await;
+            }
+            Err(e) => {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, "reading DNS answers from NFLOG");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn bind_dns(&mut self) {
+        let group = self.engine.policy().config.daemon.dns_nflog_group;
+        match self.kernel.bind_dns(group).await {
+            Ok(()) => self.dns_bound = true,
+            Err(e) => {
+                self.dns_bound = false;
+                tracing::error!(error = %e, group, "DNS answers will not be seen: destinations are judged by address, country and AS only");
+                self.syslog.send(Severity::Err, &format!("cannot read DNS answers from NFLOG group {group}: {e:#}"));
+            }
+        }
+    }
+
     async fn on_route(&mut self, r: anyhow::Result<Vec<RouteEvent>>) {
         match r {
             Ok(events) => {
@@ -271,6 +329,21 @@ impl Daemon {
         let now = now();
         self.engine.tick(now);
         self.read_leases();
+        // Long uploads end late: read their counters while they run.
+        let watch_uploads = self.engine.policy().config.profiles.values().any(|p| p.upload_alert.is_some());
+        if watch_uploads && now >= self.counters_read + COUNTERS_EVERY {
+            self.counters_read = now;
+            match self.kernel.dump_counters().await {
+                Ok(all) => {
+                    let mut fx = Vec::new();
+                    for c in &all {
+                        self.engine.on_counters(c, false, now, &mut fx);
+                    }
+                    self.execute(fx).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "reading flow counters failed"),
+            }
+        }
         if !self.pending.is_empty() {
             if let Ok(events) = self.kernel.dump_routes().await {
                 for ev in events {
@@ -363,11 +436,26 @@ impl Daemon {
     async fn reload(&mut self) -> Result<(), String> {
         match load_policy(Some(&self.config_path)) {
             Ok(policy) => {
-                let lan_changed = policy.config.daemon.lan != self.engine.policy().config.daemon.lan;
+                let old = &self.engine.policy().config.daemon;
+                let group_changed = policy.config.daemon.dns_nflog_group != old.dns_nflog_group;
+                let new = &policy.config.daemon;
+                let table_changed = new.lan != old.lan || group_changed || new.nft_table != old.nft_table;
+                let old_table = (new.nft_table != old.nft_table).then(|| old.nft_table.clone());
+                if new.socket != old.socket || new.state_dir != old.state_dir || new.syslog != old.syslog {
+                    tracing::warn!("socket, state_dir and syslog take effect at the next start, not on reload");
+                }
                 let mut fx = Vec::new();
                 self.engine.reload(policy, now(), &mut fx);
-                if lan_changed {
+                if let Some(t) = old_table {
+                    if let Err(e) = nft::apply::delete_table(&t) {
+                        tracing::error!(error = %e, table = %t, "removing the old table after nft_table changed");
+                    }
+                }
+                if table_changed {
                     self.rebuild_table().await;
+                }
+                if group_changed {
+                    self.bind_dns().await;
                 }
                 self.execute(fx).await;
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
@@ -384,7 +472,7 @@ impl Daemon {
 
     async fn rebuild_table(&mut self) {
         let cfg = &self.engine.policy().config.daemon;
-        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, &self.engine.persisted_elements());
+        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, cfg.dns_nflog_group, &self.engine.persisted_elements());
         if let Err(e) = nft::apply::run_script("table", &script) {
             tracing::error!(error = %e, "rebuilding the nftables table");
             return;

@@ -14,6 +14,7 @@ use crate::alert::{Alert, Verb};
 use crate::config::Mode;
 use crate::destinations::{Destinations, Seen};
 use crate::devices::DeviceTable;
+use crate::dns::AddrRecord;
 use crate::geoip::GeoInfo;
 use crate::namecache::NameCache;
 use crate::leases::Lease;
@@ -144,15 +145,6 @@ struct Target {
     dst: IpAddr,
     names: Vec<String>,
     geo: GeoInfo,
-}
-
-/// One address record of a snooped DNS answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsRecord {
-    pub addr: IpAddr,
-    /// The question name first, then each name of the CNAME chain.
-    pub names: Vec<String>,
-    pub ttl: u32,
 }
 
 /// A flow's byte counters as conntrack reports them.
@@ -358,7 +350,7 @@ impl Engine {
     /// A DNS answer that crossed the router, sent to `client`: remember the
     /// names, and put a block or quarantine in place before the device's
     /// first packet to a denied address.
-    pub fn on_dns(&mut self, client: IpAddr, records: &[DnsRecord], now: u64, out: &mut Vec<Effect>) {
+    pub fn on_dns(&mut self, client: IpAddr, records: &[AddrRecord], now: u64, out: &mut Vec<Effect>) {
         let Some(mac) = self.devices.mac_of(client) else {
             self.counters.dns_unknown_client += 1;
             return;
@@ -1060,8 +1052,8 @@ mod tests {
         assert_eq!(e.on_flow(&flow("192.168.7.19", "192.0.2.51"), 2000 + 86_400, &mut fx), FlowOutcome::Judged(Verdict::Block));
     }
 
-    fn dns(addr: &str, names: &[&str]) -> DnsRecord {
-        DnsRecord { addr: ip(addr), names: names.iter().map(|n| n.to_string()).collect(), ttl: 300 }
+    fn dns(addr: &str, names: &[&str]) -> AddrRecord {
+        AddrRecord { addr: ip(addr), names: names.iter().map(|n| n.to_string()).collect(), ttl: 300 }
     }
 
     #[test]

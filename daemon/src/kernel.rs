@@ -5,11 +5,14 @@
 
 use std::net::IpAddr;
 
-use crate::engine::Flow;
+use anyhow::Context;
+
+use crate::dns::{self, DnsAnswer};
+use crate::engine::{Flow, FlowCounters};
 use crate::mac::Mac;
 use crate::netlink::conntrack::{self, CtEvent, CtKind, Tuple};
 use crate::netlink::nftables::{ElemBatch, ElemKey};
-use crate::netlink::route;
+use crate::netlink::{nflog, route};
 use crate::netlink::socket::{self, NlSocket, RecvError};
 use crate::nft::{Elem, SetChange};
 
@@ -17,6 +20,8 @@ use crate::nft::{Elem, SetChange};
 /// a burst of ≈50 000 before the kernel drops events.
 const CT_RCVBUF: usize = 64 << 20;
 const RT_RCVBUF: usize = 4 << 20;
+/// A burst of answers (a page load resolves dozens of names) must not overrun.
+const DNS_RCVBUF: usize = 8 << 20;
 
 const NFNLGRP_CONNTRACK_NEW: u32 = 1;
 const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
@@ -26,8 +31,8 @@ const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 
 pub enum CtRead {
-    /// New flows, in order.
-    Flows(Vec<Flow>),
+    /// New flows, in order, and the final counters of flows that ended.
+    Flows(Vec<Flow>, Vec<FlowCounters>),
     /// The kernel dropped events: resync from a dump.
     Lost,
     Failed(anyhow::Error),
@@ -46,6 +51,11 @@ pub struct Kernel {
     nft: NlSocket,
     rt_events: NlSocket,
     rt_req: NlSocket,
+    dns: NlSocket,
+}
+
+fn counters(e: &CtEvent) -> Option<FlowCounters> {
+    Some(FlowCounters { id: e.id.unwrap_or(0), orig: flow(&e.orig), up: e.bytes_orig?, down: e.bytes_reply.unwrap_or(0) })
 }
 
 fn flow(t: &Tuple) -> Flow {
@@ -64,6 +74,7 @@ impl Kernel {
                 RT_RCVBUF,
             )?,
             rt_req: NlSocket::open(libc::NETLINK_ROUTE, &[], RT_RCVBUF)?,
+            dns: NlSocket::open(libc::NETLINK_NETFILTER, &[], DNS_RCVBUF)?,
         })
     }
 
@@ -71,14 +82,16 @@ impl Kernel {
         match self.ct_events.recv(buf).await {
             Ok(n) => {
                 let mut flows = Vec::new();
+                let mut ended = Vec::new();
                 for msg in conntrack::messages(&buf[..n]) {
                     match msg.and_then(conntrack::parse_message) {
+                        Ok(Some(ev @ CtEvent { kind: CtKind::Destroy, .. })) => ended.extend(counters(&ev)),
                         Ok(Some(CtEvent { kind: CtKind::New, orig, .. })) => flows.push(flow(&orig)),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "malformed conntrack event skipped"),
                     }
                 }
-                CtRead::Flows(flows)
+                CtRead::Flows(flows, ended)
             }
             Err(RecvError::Overrun) => CtRead::Lost,
             Err(e) => CtRead::Failed(e.into()),
@@ -89,6 +102,41 @@ impl Kernel {
     pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
         let entries = socket::conntrack_dump(&self.ct_req).await?;
         Ok(entries.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect())
+    }
+
+    /// Byte counters of every flow (with `nf_conntrack_acct` on).
+    pub async fn dump_counters(&self) -> anyhow::Result<Vec<FlowCounters>> {
+        Ok(socket::conntrack_dump(&self.ct_req).await?.iter().filter_map(counters).collect())
+    }
+
+    /// Subscribes to the NFLOG group that carries DNS answers.
+    pub async fn bind_dns(&self, group: u16) -> anyhow::Result<()> {
+        socket::nflog_bind(&self.dns, group).await.with_context(|| format!("binding NFLOG group {group} for DNS answers"))
+    }
+
+    /// DNS answers from the NFLOG group; the count of packets that were
+    /// not a readable answer comes back too.
+    pub async fn read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<(Vec<DnsAnswer>, u64)> {
+        let n = self.dns.recv(buf).await?;
+        let mut answers = Vec::new();
+        let mut bad = 0;
+        for msg in conntrack::messages(&buf[..n]) {
+            match msg.and_then(nflog::parse_message) {
+                Ok(Some(p)) => match dns::parse_packet(p.payload) {
+                    Ok(a) => answers.push(a),
+                    Err(e) => {
+                        bad += 1;
+                        tracing::debug!(error = %e, "not a readable DNS answer");
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    bad += 1;
+                    tracing::warn!(error = %e, "malformed NFLOG message skipped");
+                }
+            }
+        }
+        Ok((answers, bad))
     }
 
     /// Deletes one flow by its original tuple; false when it was gone already.

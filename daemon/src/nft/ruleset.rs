@@ -12,7 +12,7 @@ use super::*;
 /// Chains hook at `filter - 10`, before fw4's filter chains; a drop in any
 /// base chain is final, so fw4's accepts cannot undo it, and leash never
 /// touches fw4's table.
-pub fn ruleset(table: &str, lan: &[String], elements: &[Elem]) -> String {
+pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[Elem]) -> String {
     let lan_set = lan.iter().map(|l| format!("\"{}\"", escape(l))).collect::<Vec<_>>().join(", ");
     let mut s = String::new();
     let _ = writeln!(s, "table inet {table} {{}}");
@@ -51,6 +51,17 @@ pub fn ruleset(table: &str, lan: &[String], elements: &[Elem]) -> String {
     let _ = writeln!(s, "\tchain lan_in {{");
     let _ = writeln!(s, "\t\tip daddr @{SET_QUARANTINE_V4} counter drop comment \"inbound to a quarantined device\"");
     let _ = writeln!(s, "\t\tip6 daddr @{SET_QUARANTINE_V6} counter drop comment \"inbound to a quarantined device\"");
+    // Answers of outside resolvers a device asked directly (8.8.8.8, ...).
+    let _ = writeln!(s, "\t\tudp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
+    let _ = writeln!(s, "\t\ttcp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
+    let _ = writeln!(s, "\t}}");
+    // Answers of the router's own resolver (dnsmasq) to LAN devices.
+    let _ = writeln!(s, "\tchain dns_out {{");
+    let _ = writeln!(s, "\t\ttype filter hook output priority filter - 10; policy accept;");
+    if !lan.is_empty() {
+        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} udp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
+        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} tcp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
+    }
     let _ = writeln!(s, "\t}}");
     let _ = writeln!(s, "}}");
     s
@@ -72,6 +83,7 @@ mod tests {
         let s = ruleset(
             "leash",
             &["br-lan".into(), "wlan0".into()],
+            5335,
             &[Elem::QuarantineMac(mac), Elem::QuarantineAddr("192.168.1.23".parse().unwrap()), Elem::QuarantineAddr("2001:db8::23".parse().unwrap())],
         );
         let want = r#"table inet leash {}
@@ -109,6 +121,13 @@ table inet leash {
 	chain lan_in {
 		ip daddr @quarantine_v4 counter drop comment "inbound to a quarantined device"
 		ip6 daddr @quarantine_v6 counter drop comment "inbound to a quarantined device"
+		udp sport 53 log group 5335 comment "DNS answers to leash"
+		tcp sport 53 log group 5335 comment "DNS answers to leash"
+	}
+	chain dns_out {
+		type filter hook output priority filter - 10; policy accept;
+		oifname { "br-lan", "wlan0" } udp sport 53 log group 5335 comment "DNS answers to leash"
+		oifname { "br-lan", "wlan0" } tcp sport 53 log group 5335 comment "DNS answers to leash"
 	}
 }
 "#;
