@@ -153,7 +153,11 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 impl Daemon {
     async fn main_loop(&mut self, listener: tokio::net::UnixListener) -> anyhow::Result<()> {
         let (jobs_tx, mut jobs) = mpsc::channel::<server::Job>(32);
-        tokio::task::spawn_local(server::serve(listener, jobs_tx));
+        // A panic in the control server must end the daemon (procd respawns
+        // it) whatever the panic strategy: the OpenWrt feed builds with
+        // panic=unwind, under which tokio would catch it and leave the
+        // daemon running without its control socket.
+        let mut server = tokio::task::spawn_local(server::serve(listener, jobs_tx));
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -174,6 +178,7 @@ impl Daemon {
                 _ = term.recv() => return Ok(()),
                 _ = int.recv() => return Ok(()),
                 _ = tick.tick() => self.housekeeping().await,
+                r = &mut server => anyhow::bail!("control socket server ended: {r:?}"),
             }
         }
     }

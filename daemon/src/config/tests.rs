@@ -380,3 +380,34 @@ fn hostile_input_is_an_error_not_a_panic() {
     assert_eq!(toml("[daemon]\r\nmode = \"monitor\"\r\n").daemon.mode, Mode::Monitor);
     assert_eq!(uci("config daemon\r\n\toption mode 'monitor'\r\n").daemon.mode, Mode::Monitor);
 }
+
+/// The /etc/config/leash the OpenWrt package installs: safe on a first
+/// install, and its commented examples are valid once uncommented.
+const PACKAGE_UCI: &str = include_str!("../../../openwrt-package/leash/files/leash.config");
+
+#[test]
+fn openwrt_package_default_config_is_monitor_only() {
+    let c = uci(PACKAGE_UCI);
+    assert_eq!(c.daemon.mode, Mode::Monitor);
+    assert_eq!(c.daemon.lan, ["br-lan"]);
+    assert!(!c.daemon.keep_on_exit);
+    assert_eq!(c.defaults.profile, "default");
+    assert!(c.devices.is_empty());
+    assert!(c.lists.is_empty());
+    assert_eq!(c.profiles["default"].unlisted, Verdict::Allow);
+}
+
+#[test]
+fn openwrt_package_config_examples_parse_when_uncommented() {
+    let uncommented: String = PACKAGE_UCI
+        .lines()
+        .map(|l| if l.starts_with("#config") || l.starts_with("#\t") { &l[1..] } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = uci(&uncommented);
+    assert_eq!(c.profiles["iot"].denied, Verdict::Quarantine);
+    assert_eq!(c.lists["telemetry"].files, [PathBuf::from("/etc/leash/lists/vendor-telemetry.txt")]);
+    assert_eq!(c.devices.len(), 1);
+    assert_eq!(c.devices[0].profile.as_deref(), Some("iot"));
+    assert_eq!(c.devices[0].consent.len(), 2);
+}

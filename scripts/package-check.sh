@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Checks of openwrt-package/ that need no OpenWrt build tree:
+#   1. shellcheck of the init script, test.sh and the test stand-ins;
+#   2. the init script run against stand-ins of rc.common/procd.sh, uci and
+#      nft (openwrt-package/tests/init.sh);
+#   3. files/leash.config read by leash's own UCI reader (`leash check`, and
+#      the unit tests config::tests::openwrt_package_*);
+#   4. the Makefile carries what a Rust package of the feed needs.
+# Installs shellcheck with apt when missing.
+#   bash scripts/package-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKG=openwrt-package/leash
+fails=0
+ok() { printf 'ok: %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*"; fails=$((fails + 1)); }
+
+if ! command -v shellcheck >/dev/null; then
+    echo "package-check: installing shellcheck" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
+
+# 1. OpenWrt's /bin/sh is busybox ash; dash is the closest dialect shellcheck knows.
+if shellcheck -s dash "$PKG/files/leash.init" "$PKG/test.sh" openwrt-package/tests/init.sh openwrt-package/tests/rc.common; then
+    ok "shellcheck"
+else
+    fail "shellcheck"
+fi
+
+# 2.
+if out=$(sh openwrt-package/tests/init.sh 2>&1); then
+    ok "init script against procd stand-ins ($(grep -c '^ok:' <<<"$out") checks)"
+else
+    printf '%s\n' "$out"
+    fail "init script against procd stand-ins"
+fi
+
+# 3.
+if out=$(cargo run --locked -q -p leash -- check --config "$PKG/files/leash.config" 2>&1); then
+    ok "leash check --config $PKG/files/leash.config: $(head -1 <<<"$out")"
+else
+    printf '%s\n' "$out"
+    fail "leash check --config $PKG/files/leash.config"
+fi
+if out=$(cargo test --locked -q -p leash --lib openwrt_package 2>&1) && grep -q '2 passed' <<<"$out"; then
+    ok "unit tests config::tests::openwrt_package_*"
+else
+    printf '%s\n' "$out" | tail -20
+    fail "unit tests config::tests::openwrt_package_*"
+fi
+
+# 4. One regex per requirement, matched against the Makefile.
+mk=$PKG/Makefile
+check_mk() { # DESCRIPTION REGEX
+    if grep -Eq -- "$2" "$mk"; then ok "Makefile: $1"; else fail "Makefile: $1 (no line matching $2)"; fi
+}
+check_mk "PKG_NAME" '^PKG_NAME:=leash$'
+check_mk "PKG_VERSION = the workspace version" "^PKG_VERSION:=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)\$"
+check_mk "PKG_RELEASE" '^PKG_RELEASE:=[0-9]+$'
+check_mk "PKG_LICENSE" '^PKG_LICENSE:=GPL-2.0-only$'
+check_mk "PKG_BUILD_DEPENDS rust/host" '^PKG_BUILD_DEPENDS:=.*rust/host'
+check_mk "package.mk include" '^include \$\(INCLUDE_DIR\)/package\.mk$'
+check_mk "rust-package.mk include" '^include \.\./\.\./lang/rust/rust-package\.mk$'
+check_mk "DEPENDS with RUST_ARCH_DEPENDS" '^  DEPENDS:=\$\(RUST_ARCH_DEPENDS\)'
+# DEPENDS with its continuation lines joined, one word a line.
+depends=$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$mk" | sed -n 's/^[[:space:]]*DEPENDS:=//p' | tr -s '[:blank:]' '\n')
+for dep in nftables kmod-nft-core kmod-nf-conntrack-netlink kmod-nfnetlink-log; do
+    if grep -qxF -- "+$dep" <<<"$depends"; then ok "Makefile: DEPENDS +$dep"; else fail "Makefile: DEPENDS lacks +$dep"; fi
+done
+check_mk "conffiles section" '^define Package/leash/conffiles$'
+for f in /etc/config/leash /etc/leash/leash.toml /etc/leash/lists/; do
+    check_mk "conffiles $f" "^${f//./\\.}"
+done
+check_mk "Build/Compile of the daemon member" '^[[:space:]]+\$\(call Build/Compile/Cargo,daemon\)$'
+check_mk "binary installed as /usr/sbin/leash" 'INSTALL_BIN.*/bin/leash \$\(1\)/usr/sbin/leash$'
+check_mk "init script installed" 'INSTALL_BIN\) \./files/leash\.init \$\(1\)/etc/init\.d/leash$'
+check_mk "UCI defaults installed" 'INSTALL_CONF\) \./files/leash\.config \$\(1\)/etc/config/leash$'
+check_mk "BuildPackage" '^\$\(eval \$\(call BuildPackage,leash\)\)$'
+if git ls-files --error-unmatch Cargo.lock >/dev/null 2>&1; then ok "Cargo.lock committed (--locked)"; else fail "Cargo.lock not committed"; fi
+if [ -f "$PKG/test.sh" ]; then ok "test.sh present"; else fail "test.sh missing"; fi
+
+if [ "$fails" -eq 0 ]; then
+    echo "package-check: ok"
+else
+    echo "package-check: $fails FAILED"
+    exit 1
+fi
