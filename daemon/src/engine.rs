@@ -875,7 +875,7 @@ mod tests {
             LoadedList {
                 name: "bad".into(),
                 domains: crate::domainset::DomainSet::from_names(["tracking.example.com"]),
-                nets: vec!["203.0.113.0/24".parse().unwrap(), "2001:db8:bad::/48".parse().unwrap()],
+                nets: vec!["203.0.113.0/24".parse().unwrap(), "2001:db8:bad::/48".parse().unwrap()].into(),
                 selectors: vec![],
                 bad_lines: 0,
             },
@@ -1107,7 +1107,7 @@ mod tests {
         let mut lists = BTreeMap::new();
         lists.insert(
             "cn".to_string(),
-            LoadedList { name: "cn".into(), domains: Default::default(), nets: vec![], selectors: vec!["country:CN".parse().unwrap()], bad_lines: 0 },
+            LoadedList { name: "cn".into(), domains: Default::default(), nets: Default::default(), selectors: vec!["country:CN".parse().unwrap()], bad_lines: 0 },
         );
         let mut e = Engine::new(Policy::new(cfg, lists).with_geo(geo), State::new(), 1000);
         e.net.link(3, "br-lan");

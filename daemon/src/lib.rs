@@ -25,6 +25,7 @@ pub mod engine;
 pub mod leases;
 pub mod namecache;
 pub mod netmap;
+pub mod netset;
 pub mod nft;
 pub mod policy;
 pub mod state;

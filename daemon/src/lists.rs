@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::cidr::Cidr;
 use crate::config::{Config, ConfigError, ConfigErrors, ListDef};
 use crate::domainset::{DomainSet, DomainSetBuilder};
+use crate::netset::NetSet;
 use crate::selector::{check_name, Destination, Selector};
 
 /// What one list file holds.
@@ -206,7 +207,7 @@ pub struct LoadedList {
     pub name: String,
     /// Each matches itself and every name below it.
     pub domains: DomainSet,
-    pub nets: Vec<Cidr>,
+    pub nets: NetSet,
     /// Selectors that are neither suffix domains nor nets: `=exact.name`,
     /// `country:`, `asn:`, `any`.
     pub selectors: Vec<Selector>,
@@ -219,7 +220,7 @@ impl LoadedList {
             return true;
         }
         if let Some(addr) = dst.addr {
-            if self.nets.iter().any(|c| c.contains(addr)) {
+            if self.nets.contains(addr) {
                 return true;
             }
         }
@@ -245,6 +246,7 @@ impl LoadedList {
     pub fn build(def: &ListDef, contents: impl IntoIterator<Item = ListContent>) -> LoadedList {
         let mut l = LoadedList { name: def.name.clone(), ..LoadedList::default() };
         let mut domains: Option<DomainSetBuilder> = None;
+        let mut nets = Vec::new();
         for c in contents {
             match &mut domains {
                 // The first file's buffers are reused, not copied: with one
@@ -252,7 +254,7 @@ impl LoadedList {
                 None => domains = Some(c.domains.into_builder()),
                 Some(b) => b.extend_from_set(&c.domains),
             }
-            l.nets.extend(c.nets);
+            nets.extend(c.nets);
             l.bad_lines += c.bad_lines;
         }
         let mut domains = domains.unwrap_or_default();
@@ -261,13 +263,12 @@ impl LoadedList {
                 Selector::Domain { name, exact: false } => {
                     domains.push(name);
                 }
-                Selector::Net(c) => l.nets.push(*c),
+                Selector::Net(c) => nets.push(*c),
                 other => l.selectors.push(other.clone()),
             }
         }
         l.domains = domains.build();
-        l.nets.sort_unstable();
-        l.nets.dedup();
+        l.nets = NetSet::new(nets);
         l.selectors.sort_unstable();
         l.selectors.dedup();
         l
@@ -540,7 +541,7 @@ mod tests {
         let t = &lists["t"];
         assert_eq!(t.name, "t");
         assert_eq!(names(&t.domains), ["a.example", "b.example"]);
-        assert_eq!(t.nets, [net("192.0.2.0/24")]);
+        assert_eq!(t.nets, NetSet::new(vec![net("192.0.2.0/24")]));
         assert_eq!(t.bad_lines, 2);
 
         let missing = dir.join("missing.txt");
