@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::mac::Mac;
+use crate::policy::Rule;
 use crate::verdict::Verdict;
 
 pub const MAX_PER_DEVICE: usize = 512;
@@ -27,7 +28,8 @@ pub struct DestRecord {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub verdict: Verdict,
-    pub rule: String,
+    #[serde(serialize_with = "as_text")]
+    pub rule: Rule,
     /// Start of the current upload window and bytes sent in it.
     #[serde(skip)]
     window_start: u64,
@@ -45,6 +47,10 @@ pub struct Seen<'a> {
     pub asn: Option<u32>,
 }
 
+fn as_text<S: serde::Serializer>(r: &Rule, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(r)
+}
+
 #[derive(Debug, Default)]
 pub struct Destinations {
     map: HashMap<Mac, HashMap<IpAddr, DestRecord>>,
@@ -53,7 +59,7 @@ pub struct Destinations {
 }
 
 impl Destinations {
-    pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &str, flow: bool, now: u64) {
+    pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
         if !self.map.get(&mac).is_some_and(|d| d.contains_key(&addr)) {
             self.make_room(mac);
         }
@@ -71,7 +77,7 @@ impl Destinations {
                 bytes_up: 0,
                 bytes_down: 0,
                 verdict,
-                rule: String::new(),
+                rule: rule.clone(),
                 window_start: now,
                 window_up: 0,
                 window_alerted: false,
@@ -91,7 +97,9 @@ impl Destinations {
         rec.asn = seen.asn.or(rec.asn);
         rec.last_seen = rec.last_seen.max(now);
         rec.verdict = verdict;
-        rec.rule = rule.to_string();
+        if rec.rule != *rule {
+            rec.rule = rule.clone();
+        }
         rec.flows += u64::from(flow);
     }
 
@@ -179,8 +187,8 @@ mod tests {
     fn records_names_geo_and_bytes() {
         let mut d = Destinations::default();
         let names = vec!["tracking.example.com".to_string()];
-        d.record(M, ip("203.0.113.7"), &Seen { names: &names, country: Some(*b"CN"), asn: Some(4808) }, Verdict::Alert, "unlisted", true, 10);
-        d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Alert, "unlisted", true, 20);
+        d.record(M, ip("203.0.113.7"), &Seen { names: &names, country: Some(*b"CN"), asn: Some(4808) }, Verdict::Alert, &Rule::Unlisted, true, 10);
+        d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Alert, &Rule::Unlisted, true, 20);
         assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 100, 2000, 21, 3600, None), None);
         let r = &d.of(M)[0];
         assert_eq!((r.first_seen, r.last_seen, r.flows, r.bytes_up, r.bytes_down), (10, 21, 2, 100, 2000));
@@ -192,7 +200,7 @@ mod tests {
     #[test]
     fn upload_limit_fires_once_per_window() {
         let mut d = Destinations::default();
-        d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Allow, "unlisted", true, 0);
+        d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Allow, &Rule::Unlisted, true, 0);
         let lim = Some(50_000_000);
         assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 30_000_000, 0, 10, 3600, lim), None);
         assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 30_000_000, 0, 20, 3600, lim), Some(60_000_000));
@@ -204,7 +212,7 @@ mod tests {
     fn caps_records_per_device() {
         let mut d = Destinations::default();
         for i in 0..(MAX_PER_DEVICE as u32 + 10) {
-            d.record(M, IpAddr::from((0xcb00_7100u32 + i).to_be_bytes()), &Seen::default(), Verdict::Allow, "", true, i as u64);
+            d.record(M, IpAddr::from((0xcb00_7100u32 + i).to_be_bytes()), &Seen::default(), Verdict::Allow, &Rule::Unlisted, true, i as u64);
         }
         assert_eq!(d.of(M).len(), MAX_PER_DEVICE);
         assert_eq!(d.evicted, 10);

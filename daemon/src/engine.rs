@@ -293,14 +293,13 @@ impl Engine {
     }
 
     fn judge(&self, mac: Mac, t: &Target) -> Judgement {
-        let granted = self.granted(mac);
         let d = Destination { addr: Some(t.dst), names: &t.names, country: t.geo.country, asn: t.geo.asn };
-        self.policy.judge(mac, &granted, &d)
+        self.policy.judge(mac, self.granted(mac), &d)
     }
 
     fn remember(&mut self, mac: Mac, t: &Target, j: &Judgement, flow: bool, now: u64) {
         let seen = Seen { names: &t.names, country: t.geo.country, asn: t.geo.asn };
-        self.destinations.record(mac, t.dst, &seen, j.verdict, &j.rule.to_string(), flow, now);
+        self.destinations.record(mac, t.dst, &seen, j.verdict, &j.rule, flow, now);
     }
 
     /// A new flow (conntrack NEW event, or an entry found by a dump).
@@ -404,7 +403,7 @@ impl Engine {
         }
         let limit = self.policy.profile_of(mac).upload_alert;
         let interval = self.policy.config.daemon.alert_interval.as_secs();
-        let consented = self.destinations.get(mac, c.orig.dst).is_some_and(|r| r.rule.starts_with("consent:"));
+        let consented = self.destinations.get(mac, c.orig.dst).is_some_and(|r| matches!(r.rule, Rule::Consent(_)));
         let limit = if consented { None } else { limit };
         if let Some(sent) = self.destinations.add_bytes(mac, c.orig.dst, up, down, now, interval, limit) {
             let t = self.target(mac, c.orig.dst, now);
@@ -419,8 +418,8 @@ impl Engine {
         }
     }
 
-    fn granted(&self, mac: Mac) -> Vec<Selector> {
-        self.state.consents.get(&mac).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    fn granted(&self, mac: Mac) -> impl Iterator<Item = &Selector> {
+        self.state.consents.get(&mac).into_iter().flatten()
     }
 
     fn learn(&mut self, mac: Mac, t: &Target, flow: &Flow, now: u64, out: &mut Vec<Effect>) {
@@ -646,8 +645,7 @@ impl Engine {
         let monitor = self.monitor();
         let keys: Vec<(Mac, IpAddr)> = self.blocks.keys().filter(|(m, _)| only.is_none_or(|o| o == *m)).copied().collect();
         for (mac, ip) in keys {
-            let granted = self.granted(mac);
-            let j = self.policy.judge(mac, &granted, &Destination { addr: Some(ip), ..Destination::default() });
+            let j = self.policy.judge(mac, self.granted(mac), &Destination { addr: Some(ip), ..Destination::default() });
             if monitor || j.verdict != Verdict::Block {
                 self.blocks.remove(&(mac, ip));
                 out.push(Effect::Set(SetChange::Delete(Elem::Block(mac, ip))));
@@ -693,8 +691,7 @@ impl Engine {
                 (None, vec![n], GeoInfo::default())
             }
         };
-        let granted = self.granted(mac);
-        let j = self.policy.judge(mac, &granted, &Destination { addr, names: &names, country: geo.country, asn: geo.asn });
+        let j = self.policy.judge(mac, self.granted(mac), &Destination { addr, names: &names, country: geo.country, asn: geo.asn });
         let quarantine = self.state.quarantines.get(&mac);
         let (verdict, rule) = match quarantine {
             Some(q) => (Verdict::Quarantine, format!("quarantined ({})", q.rule)),

@@ -13,6 +13,9 @@ pub struct NetMap {
     links: HashMap<u32, String>,
     /// Every address of the router: (ifindex, prefix of the interface, own address).
     addrs: Vec<(u32, Cidr, IpAddr)>,
+    /// Derived from the above on every change: every flow asks.
+    lan_nets: Vec<Cidr>,
+    router_addrs: Vec<IpAddr>,
 }
 
 /// Addresses on a router are few; a cap keeps a hostile netlink stream from
@@ -26,15 +29,20 @@ impl NetMap {
 
     pub fn set_lan_names(&mut self, lan_names: &[String]) {
         self.lan_names = lan_names.to_vec();
+        self.derive();
     }
 
     pub fn link(&mut self, ifindex: u32, name: &str) {
-        self.links.insert(ifindex, name.to_string());
+        if self.links.get(&ifindex).map(String::as_str) != Some(name) {
+            self.links.insert(ifindex, name.to_string());
+            self.derive();
+        }
     }
 
     pub fn link_gone(&mut self, ifindex: u32) {
         self.links.remove(&ifindex);
         self.addrs.retain(|(i, _, _)| *i != ifindex);
+        self.derive();
     }
 
     pub fn addr(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8) {
@@ -43,10 +51,19 @@ impl NetMap {
             return;
         }
         self.addrs.push((ifindex, net, addr));
+        self.derive();
     }
 
     pub fn addr_gone(&mut self, ifindex: u32, addr: IpAddr) {
         self.addrs.retain(|(i, _, a)| !(*i == ifindex && *a == addr));
+        self.derive();
+    }
+
+    fn derive(&mut self) {
+        self.lan_nets = self.addrs.iter().filter(|(i, _, _)| self.is_lan_if(*i)).map(|(_, n, _)| *n).collect();
+        self.lan_nets.sort_unstable();
+        self.lan_nets.dedup();
+        self.router_addrs = self.addrs.iter().map(|(_, _, a)| *a).collect();
     }
 
     pub fn is_lan_if(&self, ifindex: u32) -> bool {
@@ -58,12 +75,12 @@ impl NetMap {
     }
 
     pub fn is_router_addr(&self, ip: IpAddr) -> bool {
-        self.addrs.iter().any(|(_, _, a)| *a == ip)
+        self.router_addrs.contains(&ip)
     }
 
     /// Inside a prefix of a watched LAN interface.
     pub fn is_lan_addr(&self, ip: IpAddr) -> bool {
-        self.addrs.iter().any(|(i, net, _)| self.is_lan_if(*i) && net.contains(ip))
+        self.lan_nets.iter().any(|n| n.contains(ip))
     }
 
     /// Neither the router, nor a LAN, nor multicast, broadcast, loopback or

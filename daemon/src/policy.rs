@@ -80,12 +80,16 @@ impl Policy {
 
     /// `granted` are the consents given at run time (persisted state); the
     /// configured ones are looked up here.
-    pub fn judge(&self, mac: Mac, granted: &[Selector], dst: &Destination<'_>) -> Judgement {
+    pub fn judge<'s>(&self, mac: Mac, granted: impl IntoIterator<Item = &'s Selector>, dst: &Destination<'_>) -> Judgement {
         let profile = self.profile_of(mac);
         let configured = self.device_config(mac).map(|d| d.consent.as_slice()).unwrap_or(&[]);
         let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: profile.name.clone() };
-        if let Some(s) = configured.iter().chain(granted).find(|s| s.matches(dst)) {
-            return verdict_of(Verdict::Allow, Rule::Consent(s.clone()));
+        let consent = match configured.iter().find(|s| s.matches(dst)) {
+            Some(s) => Some(s.clone()),
+            None => granted.into_iter().find(|s| s.matches(dst)).cloned(),
+        };
+        if let Some(s) = consent {
+            return verdict_of(Verdict::Allow, Rule::Consent(s));
         }
         for name in &profile.deny {
             if self.lists.get(name).is_some_and(|l| l.matches(dst)) {
