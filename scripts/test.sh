@@ -27,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update
     apt-get install -y nftables conntrack dnsmasq-base iproute2 python3
 fi
-command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "test.sh: cargo not found: install the Rust toolchain with rustup" >&2; exit 1; }
 
 # ---- clean up what a killed run of ours left behind, on exit ----
 # Each lab deletes its namespaces on drop, also when a test panics. A test
@@ -50,14 +50,15 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- build ----
-if ! cargo build --workspace --locked; then
-    echo "test.sh: --locked build failed; retrying without --locked (Cargo.lock may need an update)" >&2
-    cargo build --workspace
-fi
+cargo build --workspace --locked
 
 # ---- unit tests, then the lab ----
 cargo test -p leash
 LEASH_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/leash" \
     cargo test -p leash-lab -- --test-threads=4
+
+# ---- the router build: ARM unit tests under qemu, the OpenWrt package ----
+bash scripts/arm.sh test
+bash scripts/package-check.sh
 
 echo "test.sh: all tests passed"
