@@ -99,52 +99,64 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 fn render(req: &Request, data: &Value) -> String {
+    use Col::{Plain, Time};
     match req {
-        Request::Devices => {
-            let rows: Vec<Vec<String>> = data
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|d| {
-                    vec![
-                        table::cell(&d["mac"]),
-                        table::cell(&d["name"]),
-                        table::cell(&d["vendor"]),
-                        table::cell(&d["addrs"]),
-                        table::cell(&d["profile"]),
-                        table::cell(&d["state"]),
-                        table::time(&d["last_seen"]),
-                    ]
-                })
-                .collect();
-            table::render(&["MAC", "NAME", "VENDOR", "ADDRESSES", "PROFILE", "STATE", "LAST SEEN"], &rows)
-        }
-        Request::Destinations { .. } => {
-            let rows: Vec<Vec<String>> = data
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|d| {
-                    vec![
-                        table::cell(&d["names"]),
-                        table::cell(&d["addr"]),
-                        table::cell(&d["country"]),
-                        table::cell(&d["asn"]),
-                        table::time(&d["first_seen"]),
-                        table::time(&d["last_seen"]),
-                        table::cell(&d["bytes_up"]),
-                        table::cell(&d["bytes_down"]),
-                        table::cell(&d["verdict"]),
-                        table::cell(&d["rule"]),
-                    ]
-                })
-                .collect();
-            table::render(&["NAMES", "ADDRESS", "COUNTRY", "ASN", "FIRST SEEN", "LAST SEEN", "UP", "DOWN", "VERDICT", "RULE"], &rows)
-        }
+        Request::Devices => list(
+            data,
+            &[
+                ("MAC", "mac", Plain),
+                ("NAME", "name", Plain),
+                ("VENDOR", "vendor", Plain),
+                ("ADDRESSES", "addrs", Plain),
+                ("PROFILE", "profile", Plain),
+                ("STATE", "state", Plain),
+                ("LAST SEEN", "last_seen", Time),
+            ],
+        ),
+        Request::Destinations { .. } => list(
+            data,
+            &[
+                ("NAMES", "names", Plain),
+                ("ADDRESS", "addr", Plain),
+                ("COUNTRY", "country", Plain),
+                ("ASN", "asn", Plain),
+                ("FIRST SEEN", "first_seen", Time),
+                ("LAST SEEN", "last_seen", Time),
+                ("UP", "bytes_up", Plain),
+                ("DOWN", "bytes_down", Plain),
+                ("VERDICT", "verdict", Plain),
+                ("RULE", "rule", Plain),
+            ],
+        ),
         _ => table::key_values(data),
     }
+}
+
+#[derive(Clone, Copy)]
+enum Col {
+    Plain,
+    /// Unix seconds, shown as a UTC date and time.
+    Time,
+}
+
+/// A JSON array of objects as a table: (header, field, how to show it).
+fn list(data: &Value, cols: &[(&str, &str, Col)]) -> String {
+    let rows: Vec<Vec<String>> = data
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|item| {
+            cols.iter()
+                .map(|(_, field, col)| match col {
+                    Col::Plain => table::cell(&item[*field]),
+                    Col::Time => table::time(&item[*field]),
+                })
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = cols.iter().map(|(h, _, _)| *h).collect();
+    table::render(&headers, &rows)
 }
 
 fn daemon(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
