@@ -73,6 +73,7 @@ struct Daemon {
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
     dns_bound: bool,
+    vendors: crate::vendor::Vendors,
     /// When byte counters were last read from a dump (for upload_alert).
     counters_read: u64,
 }
@@ -123,7 +124,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0 };
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
     d.bind_dns().await;
     enable_conntrack_accounting();
     d.read_leases();
@@ -509,7 +510,13 @@ impl Daemon {
                 }
                 Response::ok(s)
             }
-            Request::Devices => Response::ok(self.engine.device_reports(now)),
+            Request::Devices => {
+                let mut reports = self.engine.device_reports(now);
+                for r in &mut reports {
+                    r.vendor = self.vendors.of(r.mac);
+                }
+                Response::ok(reports)
+            }
             Request::Destinations { device } => match self.engine.resolve(&device) {
                 Ok(mac) => Response::ok(self.engine.destinations.of(mac)),
                 Err(e) => Response::err(e),

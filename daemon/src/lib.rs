@@ -14,6 +14,7 @@ pub mod lists;
 pub mod mac;
 pub mod netlink;
 pub mod selector;
+pub mod vendor;
 pub mod verdict;
 pub mod alert;
 pub mod destinations;
