@@ -30,7 +30,9 @@ R=leashdemo-router W=leashdemo-wan P=leashdemo-phone
 DIR=$(mktemp -d /tmp/leash-demo.XXXXXX)
 PIDS=()
 cleanup() {
+    # SIGTERM first: leash removes its table on a clean stop.
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     for ns in $P $W $R; do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         ip netns del "$ns" 2>/dev/null || true
