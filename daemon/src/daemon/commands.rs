@@ -1,0 +1,141 @@
+//! The owner's commands from the control socket, and reloads (SIGHUP or
+//! `leash reload`): a new configuration is applied whole or not at all.
+
+use super::*;
+
+impl Daemon {
+    pub(super) async fn reload(&mut self) -> Result<(), String> {
+        match load_policy(Some(&self.config_path)) {
+            Ok(policy) => {
+                let old = &self.engine.policy().config.daemon;
+                let group_changed = policy.config.daemon.dns_nflog_group != old.dns_nflog_group;
+                let new = &policy.config.daemon;
+                let table_changed = new.lan != old.lan || group_changed || new.nft_table != old.nft_table;
+                let old_table = (new.nft_table != old.nft_table).then(|| old.nft_table.clone());
+                if new.socket != old.socket || new.state_dir != old.state_dir || new.syslog != old.syslog {
+                    tracing::warn!("socket, state_dir and syslog take effect at the next start, not on reload");
+                }
+                let mut fx = Vec::new();
+                self.engine.reload(policy, now(), &mut fx);
+                if let Some(t) = old_table {
+                    if let Err(e) = nft::apply::delete_table(&t) {
+                        tracing::error!(error = %e, table = %t, "removing the old table after nft_table changed");
+                    }
+                }
+                if table_changed {
+                    self.rebuild_table().await;
+                }
+                if group_changed {
+                    self.bind_dns().await;
+                }
+                self.execute(fx).await;
+                tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("reload refused, running policy kept: {e}");
+                tracing::error!(errors = e.0.len(), "{msg}");
+                self.syslog.send(Severity::Err, &msg);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    pub(super) async fn rebuild_table(&mut self) {
+        let cfg = &self.engine.policy().config.daemon;
+        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, cfg.dns_nflog_group, &self.engine.persisted_elements());
+        if let Err(e) = nft::apply::run_script("table", &script) {
+            tracing::error!(error = %e, "rebuilding the nftables table");
+            return;
+        }
+        let blocks: Vec<SetChange> = self
+            .engine
+            .all_elements(now())
+            .into_iter()
+            .filter(|(_, t)| t.is_some())
+            .map(|(elem, timeout)| SetChange::Add { elem, timeout })
+            .collect();
+        self.execute(blocks.into_iter().map(Effect::Set).collect()).await;
+    }
+
+    pub(super) async fn handle(&mut self, req: Request) -> Response {
+        let now = now();
+        let mut fx = Vec::new();
+        let resp = match req {
+            Request::Status => {
+                let mut s = serde_json::to_value(self.engine.status(now)).unwrap_or_default();
+                if let Some(o) = s.as_object_mut() {
+                    o.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+                    o.insert("target".into(), crate::BUILD_TARGET.into());
+                    o.insert("flows_unjudged_pending".into(), self.pending.len().into());
+                    o.insert("flows_unjudged_dropped".into(), self.pending_dropped.into());
+                    o.insert("syslog_dropped".into(), self.syslog.dropped.into());
+                    o.insert("state_writes".into(), self.store.writes.into());
+                    o.insert("enforce_latency".into(), serde_json::to_value(&self.timing).unwrap_or_default());
+                }
+                Response::ok(s)
+            }
+            Request::Devices => {
+                let mut reports = self.engine.device_reports(now);
+                for r in &mut reports {
+                    r.vendor = self.vendors.of(r.mac);
+                }
+                Response::ok(reports)
+            }
+            Request::Destinations { device } => match self.engine.resolve(&device) {
+                Ok(mac) => Response::ok(self.engine.destinations.of(mac)),
+                Err(e) => Response::err(e),
+            },
+            Request::Explain { device, destination } => {
+                match self.engine.resolve(&device).and_then(|mac| self.engine.explain(mac, &destination, now)) {
+                    Ok(x) => Response::ok(x),
+                    Err(e) => Response::err(e),
+                }
+            }
+            Request::Consent { device, selector } | Request::Revoke { device, selector } if selector.parse::<Selector>().is_err() => {
+                let _ = device;
+                Response::err(CommandError::BadSelector(selector.parse::<Selector>().err().map(|e| e.to_string()).unwrap_or_default()))
+            }
+            Request::Consent { device, selector } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let sel: Selector = selector.parse().expect("checked above");
+                    let added = self.engine.consent(mac, sel.clone(), now, &mut fx);
+                    Response::ok(serde_json::json!({"device": mac, "consent": sel, "changed": added}))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Revoke { device, selector } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let sel: Selector = selector.parse().expect("checked above");
+                    let removed = self.engine.revoke(mac, &sel, &mut fx);
+                    if removed {
+                        Response::ok(serde_json::json!({"device": mac, "revoked": sel, "changed": true}))
+                    } else {
+                        Response::err(format!("{mac} has no run-time consent {sel} (configured consents are changed in the configuration)"))
+                    }
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Quarantine { device } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let changed = self.engine.quarantine_manual(mac, now, &mut fx);
+                    Response::ok(serde_json::json!({"device": mac, "quarantined": true, "changed": changed}))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Release { device } => match self.engine.resolve(&device) {
+                Ok(mac) => {
+                    let changed = self.engine.release(mac, &mut fx);
+                    Response::ok(serde_json::json!({"device": mac, "quarantined": false, "changed": changed}))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Reload => match self.reload().await {
+                Ok(()) => Response::ok(serde_json::json!({"reloaded": true, "config": self.config_path})),
+                Err(e) => Response::err(e),
+            },
+        };
+        self.execute(fx).await;
+        resp
+    }
+}

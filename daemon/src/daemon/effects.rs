@@ -1,0 +1,69 @@
+//! Carrying out the engine's effects through the adapters, in the order
+//! that keeps alerts truthful: the drop is in the kernel before the line
+//! that says so is sent.
+
+use super::*;
+
+impl Daemon {
+    /// Carries out effects: set changes first (so the drop is in place when
+    /// the alert says so), then flows cut, alert lines, and the state saved.
+    pub(super) async fn execute(&mut self, fx: Vec<Effect>) {
+        if fx.is_empty() {
+            return;
+        }
+        let mut sets: Vec<SetChange> = Vec::new();
+        let mut cuts: Vec<Cut> = Vec::new();
+        let mut persist = false;
+        let mut logs = Vec::new();
+        for e in fx {
+            match e {
+                Effect::Set(c) => sets.push(c),
+                Effect::Cut(c) => cuts.push(c),
+                Effect::Log(a) => logs.push(a),
+                Effect::Persist => persist = true,
+            }
+        }
+        if !sets.is_empty() {
+            let table = self.engine.policy().config.daemon.nft_table.clone();
+            let applied = self.kernel.apply_sets(&table, &sets).await;
+            self.timing.acked = Some(std::time::Instant::now());
+            self.timing.last_acked_monotonic_us = monotonic_us();
+            if let Err(e) = applied {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, changes = sets.len(), "nftables set update failed");
+                self.syslog.send(Severity::Err, &format!("nftables set update failed: {e}"));
+            }
+        }
+        // One flow is deleted by its tuple; wider cuts need one dump for all.
+        let (single, wide): (Vec<Cut>, Vec<Cut>) = cuts.into_iter().partition(|c| matches!(c, Cut::Flow(_)));
+        for c in &single {
+            let Cut::Flow(f) = c else { continue };
+            match self.kernel.cut_flow(f).await {
+                Ok(gone) => self.engine.counters.flows_cut += u64::from(gone),
+                Err(e) => {
+                    self.engine.counters.kernel_errors += 1;
+                    tracing::error!(error = %e, src = %f.src, dst = %f.dst, "cutting a flow failed");
+                }
+            }
+        }
+        if !wide.is_empty() {
+            let engine = &self.engine;
+            match self.kernel.cut_flows(|orig, reply| wide.iter().any(|c| engine.cut_matches(c, orig, reply))).await {
+                Ok(n) => self.engine.counters.flows_cut += n,
+                Err(e) => {
+                    self.engine.counters.kernel_errors += 1;
+                    tracing::error!(error = %e, "cutting flows failed");
+                }
+            }
+        }
+        for a in logs {
+            self.syslog.send(a.severity(), &a.to_string());
+        }
+        if persist {
+            if let Err(e) = self.store.save(self.engine.state()) {
+                tracing::error!(error = %e, "saving state failed");
+                self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
+            }
+        }
+    }
+}
