@@ -349,10 +349,11 @@ impl Engine {
     /// A DNS answer that crossed the router, sent to `client`: remember the
     /// names, and put a block or quarantine in place before the device's
     /// first packet to a denied address.
-    pub fn on_dns(&mut self, client: IpAddr, records: &[AddrRecord], now: u64, out: &mut Vec<Effect>) {
+    /// Returns false, judging nothing, when the client's MAC is not known
+    /// (yet): the caller learns the neighbours and tries again.
+    pub fn on_dns(&mut self, client: IpAddr, records: &[AddrRecord], now: u64, out: &mut Vec<Effect>) -> bool {
         let Some(mac) = self.devices.mac_of(client) else {
-            self.counters.dns_unknown_client += 1;
-            return;
+            return false;
         };
         self.counters.dns_answers += 1;
         for r in records {
@@ -371,6 +372,7 @@ impl Engine {
                 self.carry_out(mac, &t, None, j, now, out);
             }
         }
+        true
     }
 
     /// Byte counters of a flow (a periodic dump, or its DESTROY event):
@@ -1074,9 +1076,8 @@ mod tests {
         assert_eq!(e.explain(PHONE, "tracking.example.com", 1001).unwrap().rule, "list:bad");
         let d = e.destinations.of(PHONE);
         assert_eq!(d[0].names, ["cdn.example.net", "eu.tracking.example.com"]);
-        // Answers to unknown clients are counted, not judged.
-        e.on_dns(ip("192.168.7.99"), &[dns("192.0.2.98", &["tracking.example.com"])], 1001, &mut fx);
-        assert_eq!(e.counters.dns_unknown_client, 1);
+        // Answers to unknown clients are left to the caller.
+        assert!(!e.on_dns(ip("192.168.7.99"), &[dns("192.0.2.98", &["tracking.example.com"])], 1001, &mut fx));
     }
 
     #[test]

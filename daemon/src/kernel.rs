@@ -176,6 +176,16 @@ impl Kernel {
         Ok(route_events(&buf[..n]))
     }
 
+    /// The neighbour table alone: to identify a device whose packet came
+    /// before its neighbour event was read.
+    pub async fn dump_neighbours(&self) -> anyhow::Result<Vec<RouteEvent>> {
+        let mut out = Vec::new();
+        for msg in self.rt_req.request(&route::dump_neighbours_request(4)).await? {
+            out.extend(route_events(&msg));
+        }
+        Ok(out)
+    }
+
     /// Links, then addresses, then neighbours: the order the engine needs.
     pub async fn dump_routes(&self) -> anyhow::Result<Vec<RouteEvent>> {
         let mut out = Vec::new();

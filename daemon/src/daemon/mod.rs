@@ -25,10 +25,18 @@ use crate::syslog::Syslog;
 mod commands;
 mod effects;
 
-/// Flows from LAN addresses whose MAC is not known yet wait this long for
-/// the neighbour entry, at most `MAX_PENDING` of them.
+/// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
+/// this long for the neighbour entry, at most `MAX_PENDING` of them.
 const PENDING_FOR: u64 = 5;
 const MAX_PENDING: usize = 1024;
+/// At most one neighbour dump per this long for unidentified devices.
+const NEIGH_REFRESH: Duration = Duration::from_millis(20);
+
+/// Waiting for its device to be identified.
+enum Parked {
+    Flow(Flow),
+    Dns(std::net::IpAddr, Vec<crate::dns::AddrRecord>),
+}
 /// Seconds between readings of running flows' byte counters.
 const COUNTERS_EVERY: u64 = 10;
 const ACCT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
@@ -71,7 +79,8 @@ struct Daemon {
     syslog: Syslog,
     store: Store,
     config_path: PathBuf,
-    pending: VecDeque<(Flow, u64)>,
+    pending: VecDeque<(Parked, u64)>,
+    neigh_refreshed: Option<std::time::Instant>,
     pending_dropped: u64,
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
@@ -127,7 +136,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
     d.bind_dns().await;
     enable_conntrack_accounting();
     d.read_leases();
@@ -193,13 +202,18 @@ impl Daemon {
         match r {
             CtRead::Flows(flows, ended) => {
                 self.engine.counters.ct_new_events += flows.len() as u64;
+                let mut unknown = false;
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(f, now);
+                        self.park(Parked::Flow(f), now);
+                        unknown = true;
                     }
                 }
                 for c in &ended {
                     self.engine.on_counters(c, true, now, &mut fx);
+                }
+                if unknown {
+                    self.identify(&mut fx).await;
                 }
             }
             CtRead::Lost => {
@@ -229,7 +243,7 @@ impl Daemon {
         }
     }
 
-    fn park(&mut self, f: Flow, now: u64) {
+    fn park(&mut self, f: Parked, now: u64) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             self.pending_dropped += 1;
@@ -247,7 +261,7 @@ impl Daemon {
                 self.engine.counters.ct_dumped += flows.len() as u64;
                 for (f, _) in &flows {
                     if self.engine.on_flow(f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(*f, now);
+                        self.park(Parked::Flow(*f), now);
                     }
                 }
                 if after_loss {
@@ -269,8 +283,22 @@ impl Daemon {
             Ok((answers, bad)) => {
                 self.engine.counters.dns_errors += bad;
                 let mut fx = Vec::new();
-                for a in &answers {
-                    self.engine.on_dns(a.client, &a.records, now, &mut fx);
+                let mut unknown = false;
+                for a in answers {
+                    if self.engine.on_dns(a.client, &a.records, now, &mut fx) {
+                        continue;
+                    }
+                    // The router sent this answer, so it knows the device's
+                    // MAC: its neighbour event just has not been read yet.
+                    if self.engine.net.is_lan_addr(a.client) {
+                        self.park(Parked::Dns(a.client, a.records), now);
+                        unknown = true;
+                    } else {
+                        self.engine.counters.dns_unknown_client += 1;
+                    }
+                }
+                if unknown {
+                    self.identify(&mut fx).await;
                 }
                 self.execute(fx).await;
             }
@@ -317,17 +345,50 @@ impl Daemon {
         }
     }
 
+    /// Reads the neighbour table now (at most every `NEIGH_REFRESH`) and
+    /// judges what was waiting for its device.
+    async fn identify(&mut self, fx: &mut Vec<Effect>) {
+        if self.neigh_refreshed.is_some_and(|t| t.elapsed() < NEIGH_REFRESH) {
+            return;
+        }
+        self.neigh_refreshed = Some(std::time::Instant::now());
+        match self.kernel.dump_neighbours().await {
+            Ok(events) => {
+                for ev in events {
+                    apply_route(&mut self.engine, ev, fx);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the neighbour table failed"),
+        }
+        self.retry_pending(fx);
+    }
+
     fn retry_pending(&mut self, fx: &mut Vec<Effect>) {
         let now = now();
         let mut keep = VecDeque::new();
-        while let Some((f, until)) = self.pending.pop_front() {
-            match self.engine.classify(&f) {
-                Err(FlowOutcome::Unidentified) if now < until => keep.push_back((f, until)),
-                Err(FlowOutcome::Unidentified) => {
-                    tracing::warn!(src = %f.src, dst = %f.dst, "flow from a LAN address with no known MAC; not judged");
+        while let Some((p, until)) = self.pending.pop_front() {
+            let judged = match &p {
+                Parked::Flow(f) => self.engine.on_flow(f, now, fx) != FlowOutcome::Unidentified,
+                Parked::Dns(client, records) => self.engine.on_dns(*client, records, now, fx),
+            };
+            if judged {
+                continue;
+            }
+            // on_flow counted it again; count each flow once.
+            if let Parked::Flow(_) = p {
+                self.engine.counters.flows_unidentified -= 1;
+            }
+            if now < until {
+                keep.push_back((p, until));
+                continue;
+            }
+            match p {
+                Parked::Flow(f) => {
+                    tracing::warn!(src = %f.src, dst = %f.dst, "flow from a LAN address with no known MAC; not judged")
                 }
-                _ => {
-                    self.engine.on_flow(&f, now, fx);
+                Parked::Dns(client, _) => {
+                    self.engine.counters.dns_unknown_client += 1;
+                    tracing::warn!(client = %client, "DNS answer to a LAN address with no known MAC; not judged");
                 }
             }
         }
