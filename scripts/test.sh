@@ -54,6 +54,8 @@ cargo build --workspace --locked
 
 # ---- unit tests, then the lab ----
 cargo test -p leash
+# The lab runs examples/make_mmdb (test geoip databases).
+cargo build -p leash --examples
 LEASH_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/leash" \
     cargo test -p leash-lab -- --test-threads=4
 

@@ -25,6 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use crate::dns::{self, QType, Reply, Resolver, Zone};
 use crate::netns::{self, Netns, TcpServer};
 use crate::syslog::{self, LogLine, SyslogSink};
 use crate::wait;
@@ -68,6 +69,9 @@ pub struct Lab {
     config: Option<PathBuf>,
     syslog: Option<SyslogSink>,
     bin: PathBuf,
+    /// dnsmasq resolvers and helper processes (the WAN delayer): killed on drop.
+    resolvers: Vec<Resolver>,
+    helpers: Vec<Child>,
     devices: BTreeMap<u8, Netns>,
     wan: Netns,
     router: Netns,
@@ -117,7 +121,7 @@ impl Lab {
         wan.ip(&["route", "add", "192.168.7.0/24", "via", "192.0.2.1"]);
         wan.ip(&["-6", "route", "add", "fd00:7::/64", "via", "2001:db8:ffff::1"]);
 
-        Lab { id, dir, daemon: None, config: None, syslog: None, bin: leash_bin(), devices: BTreeMap::new(), wan, router }
+        Lab { id, dir, daemon: None, config: None, syslog: None, bin: leash_bin(), resolvers: Vec::new(), helpers: Vec::new(), devices: BTreeMap::new(), wan, router }
     }
 
     /// Adds device n (1..=9) on the router's `br-lan` and returns its namespace name.
@@ -366,8 +370,12 @@ impl Lab {
     /// What a failing test prints: daemon log, syslog, leash's table.
     pub fn diagnostics(&self) -> String {
         let table = self.router.try_exec(&["nft", "list", "table", "inet", "leash"]);
+        let mut resolvers = String::new();
+        for r in &self.resolvers {
+            resolvers.push_str(&format!("---- {} ({}) ----\n{}", r.log.display(), r.ns, r.log_text()));
+        }
         format!(
-            "---- lab {} ({}) ----\n---- daemon log ----\n{}\n---- syslog ----\n{}\n---- nft list table inet leash ----\n{}{}",
+            "---- lab {} ({}) ----\n---- daemon log ----\n{}\n---- syslog ----\n{}\n---- nft list table inet leash ----\n{}{}{resolvers}",
             self.id,
             self.dir.display(),
             self.daemon_log(),
@@ -482,6 +490,90 @@ impl Lab {
     pub fn device_tcp_server(&self, n: u8, port: u16) -> TcpServer {
         TcpServer::start(&self.dev(n).name, port)
     }
+
+    // ---- DNS ----
+
+    /// Starts the router's resolver: dnsmasq on br-lan (192.168.7.1 and
+    /// fd00:7::1, port 53) answering `zone`, as dnsmasq serves a LAN on
+    /// OpenWrt. Its answers to devices cross leash's `dns_out` chain.
+    pub fn start_dns(&mut self, zone: &Zone) {
+        let r = Resolver::start(&self.router.name, &[ip(ROUTER_V4), ip(ROUTER_V6)], &self.dir, "dnsmasq", zone);
+        self.resolvers.push(r);
+    }
+
+    /// Starts an "outside resolver" (like 8.8.8.8) in the WAN on
+    /// 198.51.100.20:53: devices that ask it directly get answers that the
+    /// router only forwards.
+    pub fn start_outside_dns(&mut self, zone: &Zone) {
+        let r = Resolver::start(&self.wan.name, &[ip(dns::OUTSIDE_RESOLVER)], &self.dir, "dnsmasq-wan", zone);
+        self.resolvers.push(r);
+    }
+
+    /// Device n asks `server` (UDP port 53) for `name`; the reply, or an
+    /// error after 2 s.
+    pub fn try_resolve(&self, n: u8, server: &str, name: &str, qtype: QType) -> std::io::Result<Reply> {
+        dns::query(&self.dev(n).name, ip(server), name, qtype, Duration::from_secs(2))
+    }
+
+    /// Device n resolves `name` through `server`: the A/AAAA addresses of
+    /// the answer (panics when no reply comes or the rcode is not NOERROR).
+    pub fn resolve(&self, n: u8, server: &str, name: &str, qtype: QType) -> Vec<IpAddr> {
+        match self.try_resolve(n, server, name, qtype) {
+            Ok(r) if r.rcode == 0 => r.addrs,
+            Ok(r) => panic!("device {n}: {server} answered rcode {} for {name} {qtype:?}\n{}", r.rcode, self.diagnostics()),
+            Err(e) => panic!("device {n}: no answer from {server} for {name} {qtype:?}: {e}\n{}", self.diagnostics()),
+        }
+    }
+
+    // ---- WAN delay (the lab kernel has no netem) ----
+
+    /// Delays every packet arriving in the WAN from the router by `ms`
+    /// milliseconds (so the device ↔ WAN round trip grows by `ms`): an
+    /// `iptables-nft … -j NFQUEUE` rule in the WAN's mangle PREROUTING on
+    /// its uplink, and `tools/nfq_delay.py` holding each packet before its
+    /// ACCEPT verdict. Stopped on drop.
+    pub fn delay_wan(&mut self, ms: u32) {
+        const QUEUE: &str = "7";
+        let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/nfq_delay.py");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.wan.name, "python3"])
+            .arg(&tool)
+            .args(["--queue", QUEUE, "--delay-ms", &ms.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nfq_delay.py");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        if !line.starts_with("ready") {
+            let _ = child.kill();
+            let out = child.wait_with_output().map(|o| text(&o.stderr)).unwrap_or_default();
+            panic!("nfq_delay.py did not start: {line:?} {out}");
+        }
+        self.helpers.push(child);
+        for tool in ["iptables-nft", "ip6tables-nft"] {
+            let out = self.wan.try_exec(&[tool, "-t", "mangle", "-A", "PREROUTING", "-i", "eth0", "-j", "NFQUEUE", "--queue-num", QUEUE]);
+            assert!(out.status.success(), "{tool} NFQUEUE rule (apt-get install iptables): {}", text(&out.stderr));
+        }
+    }
+
+    // ---- helper programs ----
+
+    /// A cargo example of the leash crate (`cargo build -p leash --examples`),
+    /// beside the leash binary: `<target>/<profile>/examples/<name>`.
+    pub fn example_bin(name: &str) -> PathBuf {
+        let bin = leash_bin();
+        let p = bin.parent().map(|d| d.join("examples").join(name)).unwrap_or_default();
+        assert!(p.exists(), "{} not found: build it first (cargo build -p leash --examples)", p.display());
+        p
+    }
 }
 
 impl Drop for Lab {
@@ -493,6 +585,11 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
+        for mut c in self.helpers.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.resolvers.clear();
         self.syslog = None;
         if std::env::var_os("LEASH_LAB_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

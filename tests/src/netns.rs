@@ -209,13 +209,26 @@ impl Drop for TcpServer {
 fn serve(mut stream: TcpStream, peer: IpAddr, bytes: Arc<Mutex<HashMap<IpAddr, u64>>>, stop: Arc<AtomicBool>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    // Echoes may stall for good (the peer is blocked or quarantined, its
+    // close never arrives): a write timeout lets the thread notice `stop`.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let mut buf = [0u8; 16384];
     while !stop.load(Ordering::Relaxed) {
         match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {
                 *bytes.lock().unwrap().entry(peer).or_default() += n as u64;
-                let _ = stream.write_all(&buf[..n]);
+                let mut off = 0;
+                while off < n {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match stream.write(&buf[off..n]) {
+                        Ok(k) => off += k,
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(_) => return,
+                    }
+                }
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(_) => return,

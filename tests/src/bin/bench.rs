@@ -6,12 +6,17 @@
 //!     burst, with lost and resynced counts;
 //! (b) latency from a device's first SYN to its block element being acked
 //!     by the kernel, and the payload bytes a WAN server got first;
-//! (c) RSS of the idle daemon, and with 256 devices.
+//! (c) RSS of the idle daemon, and with 256 devices;
+//! (d) DNS-time judging: payload bytes a WAN server gets from a device that
+//!     resolves a denied name and connects at once, with 20 ms added to the
+//!     WAN link (NFQUEUE delayer: the lab kernel has no netem) and without;
+//!     and DNS answers the daemon processes per second.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use leash_lab::lab::{ip, ip4, mac, Lab, CLOUD_V4, CLOUD_V6};
+use leash_lab::dns::{self, QType, Zone};
+use leash_lab::lab::{ip, ip4, mac, Lab, CLOUD_V4, CLOUD_V6, ROUTER_V4, ROUTER_V6};
 use leash_lab::wait::poll_until;
 use serde_json::Value;
 
@@ -35,6 +40,11 @@ profile = "strict"
 "#;
 
 fn main() {
+    // BENCH_ONLY=dns: only the DNS figures (d).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("dns") {
+        dns_figures();
+        return;
+    }
     let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let mut lab = Lab::new("bench");
     lab.device(1);
@@ -46,6 +56,9 @@ fn main() {
     burst_figures(&lab, burst);
     latency_figures(&lab);
     devices_figures(&lab, pid);
+    drop(lab);
+
+    dns_figures();
 }
 
 fn status(lab: &Lab) -> Value {
@@ -174,4 +187,125 @@ fn monotonic_us() -> u64 {
 
 fn join(v: &[u64]) -> String {
     v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Runs of the DNS leak measurement at each delay, and the flood size.
+const DNS_RUNS: usize = 5;
+const DNS_FLOOD: usize = 20_000;
+
+/// (d) A lab of its own: device 1 resolves denied names through the
+/// router's dnsmasq and connects at once; device 2 floods dnsmasq with
+/// queries for names it answers.
+fn dns_figures() {
+    let mut lab = Lab::new("bench-dns");
+    lab.device(1);
+    lab.device(2);
+    let list = lab.dir.join("bad.txt");
+    std::fs::write(&list, "tracking.example.com\n").expect("write list");
+    // One fresh denied address per run: t<i>.tracking.example.com → 203.0.113.(100+i).
+    let mut zone = Zone::new().address("bench.example", "198.51.100.20");
+    let targets: Vec<(String, String)> = (0..2 * DNS_RUNS).map(|i| (format!("t{i}.tracking.example.com"), format!("203.0.113.{}", 100 + i))).collect();
+    for (name, addr) in &targets {
+        lab.wan().ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
+        zone = zone.address(name, addr);
+    }
+    lab.start_dns(&zone);
+    lab.start_leash(&format!(
+        "[daemon]\nalert_interval = \"1h\"\n\n[defaults]\nprofile = \"iot\"\n\n[profile.iot]\nunlisted = \"allow\"\ndenied = \"block\"\ndeny = [\"bad\"]\n\n[list.bad]\nfiles = [\"{}\"]\n",
+        list.display()
+    ));
+    for n in [1, 2] {
+        lab.udp_send(n, ip(ROUTER_V4), 9);
+        lab.udp_send(n, ip(ROUTER_V6), 9);
+        lab.wait_until(Duration::from_secs(5), "device known", || lab.device_report(&mac(n)).is_some_and(|d| d["addrs"].as_array().is_some_and(|a| a.len() >= 2)));
+    }
+    let server = lab.wan_tcp_server(8443);
+
+    println!("wan_rtt_ms_no_delay={:.2}", rtt_ms(&lab));
+    let leaked = dns_leak_runs(&lab, &server, &targets[..DNS_RUNS]);
+    println!("dns_block_payload_bytes_before_drop_no_delay={}", join(&leaked));
+    lab.delay_wan(20);
+    println!("wan_rtt_ms={:.2}", rtt_ms(&lab));
+    let leaked = dns_leak_runs(&lab, &server, &targets[DNS_RUNS..]);
+    println!("dns_block_payload_bytes_before_drop={}", join(&leaked));
+    let elems = lab.set_elements("block_v4");
+    let placed = targets.iter().filter(|(_, a)| elems.contains(&format!("{} . {a}", mac(1)))).count();
+    println!("dns_block_elements_in_place={placed}/{}", targets.len());
+
+    // Answers processed per second.
+    let before = counter(&lab, "dns_answers");
+    let before_unknown = counter(&lab, "dns_unknown_client");
+    let t0 = Instant::now();
+    let (replies, flood_time) = dns::flood(&lab.dev(2).name, ip(ROUTER_V4), DNS_FLOOD, 64, QType::A, |i| format!("q{i}.bench.example"));
+    let mut last = (before, t0.elapsed());
+    poll_until(Duration::from_secs(30), || {
+        let c = counter(&lab, "dns_answers");
+        if c != last.0 {
+            last = (c, t0.elapsed());
+        }
+        c - before >= replies as u64 || t0.elapsed() > last.1 + Duration::from_secs(1)
+    });
+    let counted = last.0 - before;
+    println!("dns_flood_queries={DNS_FLOOD}");
+    println!("dns_flood_replies={replies}");
+    println!("dns_flood_seconds={:.2}", flood_time.as_secs_f64());
+    println!("dns_flood_replies_per_second={:.0}", replies as f64 / flood_time.as_secs_f64());
+    println!("dns_answers_counted={counted}");
+    println!("dns_answers_missed={}", (replies as u64).saturating_sub(counted));
+    println!("dns_unknown_client_delta={}", counter(&lab, "dns_unknown_client") - before_unknown);
+    println!("dns_answers_judged_per_second={:.0}", counted as f64 / last.1.as_secs_f64().max(1e-6));
+    println!("rss_after_dns_flood_kb={}", rss_kb(lab.daemon_pid().unwrap_or(0)));
+}
+
+/// Median TCP connect time (SYN → SYN-ACK) from device 1 to an allowed WAN host.
+fn rtt_ms(lab: &Lab) -> f64 {
+    let mut v: Vec<f64> = (0..5)
+        .map(|_| {
+            lab.dev(1).run(|| {
+                let t = Instant::now();
+                let _ = std::net::TcpStream::connect_timeout(&(ip("198.51.100.20"), 8443).into(), Duration::from_secs(2));
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Each run: device 1 asks the router's dnsmasq for a denied name and, in
+/// the same thread, connects to the answer's address at once and writes for
+/// 1 s. The figure is what the WAN server received.
+fn dns_leak_runs(lab: &Lab, server: &leash_lab::netns::TcpServer, targets: &[(String, String)]) -> Vec<u64> {
+    let mut leaked = Vec::new();
+    for (name, _) in targets {
+        let before = server.bytes_from(ip4(1));
+        let name = name.clone();
+        lab.dev(1).run(move || {
+            let Ok(r) = dns::query_here(ip(ROUTER_V4), &name, QType::A, Duration::from_secs(2)) else { return };
+            let Some(addr) = r.addrs.first().copied() else { return };
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&(addr, 8443).into(), Duration::from_secs(1)) {
+                let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+                let chunk = vec![0x55u8; 16 * 1024];
+                let end = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < end {
+                    if let Err(e) = s.write_all(&chunk) {
+                        if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        // Delayed packets still in flight: settled when nothing arrives for 300 ms.
+        let mut last = (server.bytes_from(ip4(1)), Instant::now());
+        poll_until(Duration::from_secs(3), || {
+            let b = server.bytes_from(ip4(1));
+            if b != last.0 {
+                last = (b, Instant::now());
+            }
+            last.1.elapsed() > Duration::from_millis(300)
+        });
+        leaked.push(server.bytes_from(ip4(1)) - before);
+    }
+    leaked
 }
