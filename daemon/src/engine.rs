@@ -858,6 +858,7 @@ mod tests {
                 socket: "/var/run/leash.sock".into(),
                 nft_table: "leash".into(),
                 syslog: "/dev/log".into(),
+                conntrack_buffer: crate::config::DEFAULT_CONNTRACK_BUFFER,
             },
             geoip: GeoipConfig::default(),
             defaults: Defaults { profile: "iot".into(), learn: Duration::ZERO },

@@ -16,9 +16,6 @@ use crate::netlink::{nflog, route};
 use crate::netlink::socket::{self, NlSocket, RecvError};
 use crate::nft::{Elem, SetChange};
 
-/// FACTS: each conntrack event takes ≈1.3 kB of receive buffer; 64 MiB holds
-/// a burst of ≈50 000 before the kernel drops events.
-const CT_RCVBUF: usize = 64 << 20;
 const RT_RCVBUF: usize = 4 << 20;
 /// A burst of answers (a page load resolves dozens of names) must not overrun.
 const DNS_RCVBUF: usize = 8 << 20;
@@ -63,9 +60,11 @@ fn flow(t: &Tuple) -> Flow {
 }
 
 impl Kernel {
-    pub async fn open() -> anyhow::Result<Kernel> {
+    /// `ct_buffer`: the conntrack event receive buffer (each event takes
+    /// ≈1.3 kB of it, so 64 MiB holds a burst of ≈50 000).
+    pub async fn open(ct_buffer: usize) -> anyhow::Result<Kernel> {
         Ok(Kernel {
-            ct_events: NlSocket::open(libc::NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], CT_RCVBUF)?,
+            ct_events: NlSocket::open(libc::NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], ct_buffer)?,
             ct_req: NlSocket::open(libc::NETLINK_NETFILTER, &[], 4 << 20)?,
             nft: NlSocket::open(libc::NETLINK_NETFILTER, &[], 1 << 20)?,
             rt_events: NlSocket::open(

@@ -79,3 +79,39 @@ fn quarantine_cuts_an_established_flow() {
     lab.assert_holds_for(Duration::from_secs(1), "server count stays at 1000", || wan.bytes_from(ip4(1)) == 1000);
     assert_eq!(lab.device_report(&mac(1)).expect("device 1 listed")["state"], "quarantined");
 }
+
+/// The control socket is root's alone (SPEC §1): mode 0600, and a non-root
+/// caller is refused.
+#[test]
+fn control_socket_is_for_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = lab("rootonly", 1);
+    lab.start_leash(&config("enforce", "block", "", ""));
+    let mode = std::fs::metadata(lab.socket()).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    // A copy that user nobody can run, wherever the build tree lives.
+    let bin = lab.dir.join("leash-for-nobody");
+    std::fs::copy(leash_lab::lab::leash_bin(), &bin).expect("copy leash");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sock = lab.socket();
+    let as_nobody = || {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["status", "--socket"])
+            .arg(&sock)
+            .output()
+            .expect("run setpriv")
+    };
+    let out = as_nobody();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody got an answer: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    // Past the file mode, the daemon checks the peer's credentials itself.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
+    let out = as_nobody();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody got an answer: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("for root"), "the daemon refused by credentials: {err}");
+    assert!(lab.leash_ok(&["status"]).contains("mode"), "root still is answered");
+}

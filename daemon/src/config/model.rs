@@ -52,7 +52,16 @@ pub struct DaemonConfig {
     pub nft_table: String,
     /// Syslog datagram socket (default `/dev/log`).
     pub syslog: PathBuf,
+    /// Receive buffer for conntrack events (default 64 MiB: ≈50 000 events
+    /// of backlog). Kernel memory, taken only while a burst is queued; a
+    /// router with little RAM may want less, and then relies more on
+    /// resyncs after lost events.
+    pub conntrack_buffer: usize,
 }
+
+pub const DEFAULT_CONNTRACK_BUFFER: usize = 64 << 20;
+pub const MIN_CONNTRACK_BUFFER: u64 = 64 << 10;
+pub const MAX_CONNTRACK_BUFFER: u64 = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct GeoipConfig {

@@ -411,3 +411,14 @@ fn openwrt_package_config_examples_parse_when_uncommented() {
     assert_eq!(c.devices[0].profile.as_deref(), Some("iot"));
     assert_eq!(c.devices[0].consent.len(), 2);
 }
+
+#[test]
+fn conntrack_buffer_is_a_bounded_size() {
+    assert_eq!(toml("").daemon.conntrack_buffer, 64 << 20);
+    assert_eq!(toml("[daemon]\nconntrack_buffer = \"8MiB\"\n").daemon.conntrack_buffer, 8 << 20);
+    assert_eq!(uci("config daemon\n\toption conntrack_buffer '256KiB'\n").daemon.conntrack_buffer, 256 << 10);
+    let e = toml_errs("[daemon]\nconntrack_buffer = \"1kB\"\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].0, 2);
+    assert!(e[0].1.contains("daemon.conntrack_buffer"), "{e:?}");
+}

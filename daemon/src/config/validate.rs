@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::raw::{RawDoc, RawOption, RawSection, RawValue, Syntax};
 use super::units::{duration_secs, parse_duration, parse_size, MAX_DURATION_SECS};
 use super::{Config, ConfigError, ConfigErrors, DaemonConfig, Defaults, DeviceConfig, GeoipConfig, ListDef, Mode, Profile};
+use super::{DEFAULT_CONNTRACK_BUFFER, MAX_CONNTRACK_BUFFER, MIN_CONNTRACK_BUFFER};
 use crate::mac::Mac;
 use crate::selector::Selector;
 use crate::verdict::Verdict;
@@ -23,7 +24,7 @@ pub(crate) const NAMED_KINDS: &[&str] = &["profile", "list"];
 pub(crate) const MULTI_KINDS: &[&str] = &["device"];
 
 const DAEMON_KEYS: &[&str] =
-    &["mode", "lan", "alert_interval", "dns_nflog_group", "keep_on_exit", "leases", "state_dir", "socket", "nft_table", "syslog"];
+    &["mode", "lan", "alert_interval", "dns_nflog_group", "keep_on_exit", "leases", "state_dir", "socket", "nft_table", "syslog", "conntrack_buffer"];
 const GEOIP_KEYS: &[&str] = &["country_db", "asn_db"];
 const DEFAULTS_KEYS: &[&str] = &["profile", "learn"];
 const PROFILE_KEYS: &[&str] = &["unlisted", "denied", "deny", "upload_alert"];
@@ -315,7 +316,17 @@ impl Validator<'_> {
             socket: PathBuf::from("/var/run/leash.sock"),
             nft_table: "leash".to_string(),
             syslog: PathBuf::from("/dev/log"),
+            conntrack_buffer: DEFAULT_CONNTRACK_BUFFER,
         };
+        if let Some((key, opt)) = f.get("conntrack_buffer") {
+            if let Some(n) = self.size(&key, opt) {
+                if (MIN_CONNTRACK_BUFFER..=MAX_CONNTRACK_BUFFER).contains(&n) {
+                    d.conntrack_buffer = n as usize;
+                } else {
+                    self.err(opt.line, &key, format!("must be between 64KiB and 1GiB, found {n} bytes"));
+                }
+            }
+        }
         if let Some((key, opt)) = f.get("mode") {
             match self.string(&key, opt).as_deref() {
                 Some("enforce") => d.mode = Mode::Enforce,

@@ -126,7 +126,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let mut engine = Engine::new(policy, state, now());
 
-    let kernel = Kernel::open().await.context("opening netlink sockets")?;
+    let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.context("opening netlink sockets")?;
     // Subscribe before dumping, so nothing falls between dump and events.
     for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
         apply_route(&mut engine, ev, &mut Vec::new());

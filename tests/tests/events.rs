@@ -1,0 +1,45 @@
+//! Lost conntrack events (SPEC §2 step 1, issue #3 point 2): when the
+//! kernel overruns leash's receive buffer, leash counts it and judges the
+//! whole table from a dump, so no flow goes unjudged.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use leash_lab::{ip4, mac};
+
+#[test]
+fn an_overrun_is_counted_and_followed_by_a_resync() {
+    const FLOWS: usize = 20_000;
+    let mut lab = lab("overrun", 1);
+    // A buffer far too small for the burst: the kernel must drop events.
+    lab.start_leash(&config("enforce", "block", r#"conntrack_buffer = "64KiB""#, ""));
+    let r = lab.router();
+    r.exec(&["ip", "neigh", "replace", &ip4(1).to_string(), "lladdr", &mac(1), "dev", "br-lan", "nud", "permanent"]);
+    lab.wait_until(Duration::from_secs(5), "device 1 known", || lab.device_report(&mac(1)).is_some());
+
+    // Allowed destinations only (198.51.100.0/24 is not denied), so that
+    // judging them has no effects to wait for.
+    let file = lab.dir.join("burst.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for i in 0..FLOWS {
+            let dst = format!("198.51.100.{}", 1 + i % 250);
+            writeln!(f, "-I -s {} -d {dst} -p tcp --sport {} --dport 443 --state ESTABLISHED -t 600", ip4(1), 1024 + i / 250).unwrap();
+        }
+    }
+    let out = r.try_exec(&["conntrack", "-R", file.to_str().unwrap()]);
+    assert!(out.status.success(), "conntrack -R: {}", String::from_utf8_lossy(&out.stderr));
+
+    let counters = || lab.leash_json(&["status"])["counters"].clone();
+    lab.wait_until(Duration::from_secs(30), "every flow judged, through events or a resync dump", || {
+        let c = counters();
+        c["resyncs"].as_u64().unwrap_or(0) >= 1 && c["flows_judged"].as_u64().unwrap_or(0) >= FLOWS as u64
+    });
+    let c = counters();
+    assert!(c["events_lost"].as_u64().unwrap_or(0) >= 1, "{c}");
+    assert!(c["ct_new_events"].as_u64().unwrap_or(0) < FLOWS as u64, "the small buffer lost events: {c}");
+    assert!(c["ct_dumped"].as_u64().unwrap_or(0) >= FLOWS as u64, "the resync read the whole table: {c}");
+}
