@@ -83,7 +83,12 @@ impl Daemon {
                 Response::ok(reports)
             }
             Request::Destinations { device } => match self.engine.resolve(&device) {
-                Ok(mac) => Response::ok(self.engine.destinations.of(mac)),
+                Ok(mac) => {
+                    // Running flows report their bytes only when they end:
+                    // read them now so that the figures are current.
+                    self.read_counters(now, &mut fx).await;
+                    Response::ok(self.engine.destinations.of(mac))
+                }
                 Err(e) => Response::err(e),
             },
             Request::Explain { device, destination } => {

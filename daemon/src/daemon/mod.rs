@@ -402,17 +402,9 @@ impl Daemon {
         // Long uploads end late: read their counters while they run.
         let watch_uploads = self.engine.policy().config.profiles.values().any(|p| p.upload_alert.is_some());
         if watch_uploads && now >= self.counters_read + COUNTERS_EVERY {
-            self.counters_read = now;
-            match self.kernel.dump_counters().await {
-                Ok(all) => {
-                    let mut fx = Vec::new();
-                    for c in &all {
-                        self.engine.on_counters(c, false, now, &mut fx);
-                    }
-                    self.execute(fx).await;
-                }
-                Err(e) => tracing::warn!(error = %e, "reading flow counters failed"),
-            }
+            let mut fx = Vec::new();
+            self.read_counters(now, &mut fx).await;
+            self.execute(fx).await;
         }
         if !self.pending.is_empty() {
             if let Ok(events) = self.kernel.dump_routes().await {
@@ -423,6 +415,19 @@ impl Daemon {
             let mut fx = Vec::new();
             self.retry_pending(&mut fx);
             self.execute(fx).await;
+        }
+    }
+
+    /// Accounts the bytes of running flows (a conntrack dump).
+    async fn read_counters(&mut self, now: u64, fx: &mut Vec<Effect>) {
+        self.counters_read = now;
+        match self.kernel.dump_counters().await {
+            Ok(all) => {
+                for c in &all {
+                    self.engine.on_counters(c, false, now, fx);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading flow counters failed"),
         }
     }
 
