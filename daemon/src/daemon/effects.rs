@@ -1,12 +1,13 @@
 //! Carrying out the engine's effects through the adapters, in the order
-//! that keeps alerts truthful: the drop is in the kernel before the line
-//! that says so is sent.
+//! that keeps alerts truthful: the drop is in the kernel, and the decision
+//! on flash, before the line that says so is sent.
 
 use super::*;
 
 impl Daemon {
-    /// Carries out effects: set changes first (so the drop is in place when
-    /// the alert says so), then flows cut, alert lines, and the state saved.
+    /// Carries out effects: set changes first (the drop in place at once),
+    /// then the state saved (a decision announced survives a `kill -9`),
+    /// then flows cut, and the alert lines last.
     pub(super) async fn execute(&mut self, fx: Vec<Effect>) {
         if fx.is_empty() {
             return;
@@ -34,6 +35,12 @@ impl Daemon {
                 self.syslog.send(Severity::Err, &format!("nftables set update failed: {e}"));
             }
         }
+        if persist {
+            if let Err(e) = self.store.save(self.engine.state()) {
+                tracing::error!(error = %e, "saving state failed");
+                self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
+            }
+        }
         // One flow is deleted by its tuple; wider cuts need one dump for all.
         let (single, wide): (Vec<Cut>, Vec<Cut>) = cuts.into_iter().partition(|c| matches!(c, Cut::Flow(_)));
         for c in &single {
@@ -58,12 +65,6 @@ impl Daemon {
         }
         for a in logs {
             self.syslog.send(a.severity(), &a.to_string());
-        }
-        if persist {
-            if let Err(e) = self.store.save(self.engine.state()) {
-                tracing::error!(error = %e, "saving state failed");
-                self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
-            }
         }
     }
 }
