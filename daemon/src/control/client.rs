@@ -25,8 +25,15 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, ClientError> {
     s.set_read_timeout(Some(Duration::from_secs(15))).map_err(io)?;
     let mut line = serde_json::to_vec(req).map_err(ClientError::Decode)?;
     line.push(b'\n');
-    s.write_all(&line).map_err(io)?;
+    // The daemon may answer and close before reading (a refusal): its
+    // answer still waits to be read, so a failed write is reported only
+    // when there is no answer.
+    let sent = s.write_all(&line);
     let mut answer = Vec::new();
-    BufReader::new(s).read_until(b'\n', &mut answer).map_err(io)?;
+    let read = BufReader::new(s).read_until(b'\n', &mut answer);
+    if answer.is_empty() {
+        sent.map_err(io)?;
+        read.map_err(io)?;
+    }
     serde_json::from_slice(&answer).map_err(ClientError::Decode)
 }

@@ -72,15 +72,17 @@ pub async fn serve(listener: UnixListener, jobs: mpsc::Sender<Job>) {
 
 async fn client(mut stream: UnixStream, jobs: mpsc::Sender<Job>) {
     let uid = stream.peer_cred().map(|c| c.uid());
-    if uid.as_ref().ok() != Some(&0) {
-        tracing::warn!(uid = ?uid.ok(), "control connection from a non-root peer refused");
-        let _ = stream.write_all(&Response::err("permission denied: leash's control socket is for root").encode()).await;
-        return;
-    }
     let (rd, mut wr) = stream.split();
     let mut lines = BufReader::new(rd.take(MAX_REQUEST as u64 + 1));
     let mut line = Vec::new();
+    // Read the request even from a peer about to be refused, so that the
+    // refusal is not lost to a reset.
     if lines.read_until(b'\n', &mut line).await.is_err() {
+        return;
+    }
+    if uid.as_ref().ok() != Some(&0) {
+        tracing::warn!(uid = ?uid.ok(), "control connection from a non-root peer refused");
+        let _ = wr.write_all(&Response::err("permission denied: leash's control socket is for root").encode()).await;
         return;
     }
     let response = match decode_request(line.trim_ascii()) {
