@@ -97,6 +97,12 @@ impl Kernel {
         }
     }
 
+    /// Drops the conntrack events queued now (before a resync dump, which
+    /// covers them); returns how many datagrams went.
+    pub fn drain_ct(&self) -> usize {
+        self.ct_events.drain()
+    }
+
     /// Every flow in the conntrack table: (original, reply).
     pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
         let entries = socket::conntrack_dump(&self.ct_req).await?;

@@ -34,11 +34,18 @@ fn an_overrun_is_counted_and_followed_by_a_resync() {
     assert!(out.status.success(), "conntrack -R: {}", String::from_utf8_lossy(&out.stderr));
 
     let counters = || lab.leash_json(&["status"])["counters"].clone();
-    lab.wait_until(Duration::from_secs(30), "every flow judged, through events or a resync dump", || {
+    let judged_all = leash_lab::wait::poll_until(Duration::from_secs(30), || {
         let c = counters();
         c["resyncs"].as_u64().unwrap_or(0) >= 1 && c["flows_judged"].as_u64().unwrap_or(0) >= FLOWS as u64
     });
     let c = counters();
+    let in_table = r.try_exec(&["conntrack", "-C"]);
+    assert!(
+        judged_all,
+        "every flow judged, through events or a resync dump: {c}\nentries in the table: {}\n{}",
+        String::from_utf8_lossy(&in_table.stdout),
+        lab.diagnostics()
+    );
     assert!(c["events_lost"].as_u64().unwrap_or(0) >= 1, "{c}");
     assert!(c["ct_new_events"].as_u64().unwrap_or(0) < FLOWS as u64, "the small buffer lost events: {c}");
     assert!(c["ct_dumped"].as_u64().unwrap_or(0) >= FLOWS as u64, "the resync read the whole table: {c}");

@@ -254,6 +254,10 @@ impl Daemon {
 
     /// Judges every flow the kernel holds: at start, and after lost events.
     async fn resync(&mut self, after_loss: bool) {
+        if after_loss {
+            let dropped = self.kernel.drain_ct();
+            tracing::debug!(datagrams = dropped, "drained queued conntrack events before the resync dump");
+        }
         match self.kernel.dump_flows().await {
             Ok(flows) => {
                 let now = now();

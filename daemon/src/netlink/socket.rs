@@ -153,6 +153,9 @@ fn kernel_addr() -> libc::sockaddr_nl {
     a
 }
 
+/// Datagrams `drain` reads at most in one call.
+const MAX_DRAIN: usize = 1 << 16;
+
 enum Received {
     Data(usize),
     /// A datagram from a userspace process, not the kernel: dropped.
@@ -239,6 +242,29 @@ impl NlSocket {
     /// Reserves `n` consecutive sequence numbers; returns the first.
     pub fn alloc_seq(&self, n: u32) -> u32 {
         self.seq.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Reads and drops every datagram queued now; returns how many.
+    ///
+    /// After an overrun the kernel reports no further loss on this socket
+    /// until its queue has been empty once (netlink's congested bit), so a
+    /// resync must drain the queue before it dumps: only then are losses
+    /// during the dump reported again.
+    pub fn drain(&self) -> usize {
+        let mut buf = Vec::with_capacity(RECV_BUF);
+        let mut n = 0;
+        // Bounded: a kernel producing faster than we read must not hold us here.
+        while n < MAX_DRAIN {
+            buf.clear();
+            match Self::recv_once(self.fd.get_ref().as_raw_fd(), &mut buf) {
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ENOBUFS again just says the same; anything else (EAGAIN) ends it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(_) => return n,
+            }
+        }
+        n
     }
 
     /// Receives one datagram from the kernel into `buf`, which is replaced
