@@ -39,7 +39,7 @@ LEASH_LAB_REGISTRY=$(mktemp /tmp/leash-lab-registry.XXXXXX)
 cleanup() {
     local ns pid id
     while read -r ns; do
-        [ -e "/run/netns/$ns" ] || continue
+        [ -n "$ns" ] && [ -e "/run/netns/$ns" ] || continue
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         ip netns del "$ns" 2>/dev/null || true
         id=${ns#lx}; rm -rf "/tmp/leash-lab-${id%%-*}"
