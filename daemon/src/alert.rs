@@ -9,8 +9,9 @@ pub enum Verb {
     Block,
     Quarantine,
     Release,
+    /// Grants and withdrawals alike (`action=grant|revoke`): SPEC §5 has
+    /// no verb of its own for a withdrawal.
     Consent,
-    Revoke,
     Learned,
     WouldBlock,
     WouldQuarantine,
@@ -33,7 +34,6 @@ impl Verb {
             Verb::Quarantine => "QUARANTINE",
             Verb::Release => "RELEASE",
             Verb::Consent => "CONSENT",
-            Verb::Revoke => "REVOKE",
             Verb::Learned => "LEARNED",
             Verb::WouldBlock => "WOULD-BLOCK",
             Verb::WouldQuarantine => "WOULD-QUARANTINE",

@@ -22,7 +22,7 @@ pub struct Device {
     pub lease_name: Option<String>,
     pub first_seen: u64,
     pub last_seen: u64,
-    /// When the device's learning period (trust on first use) started.
+    /// Flows judged for it.
     pub flows: u64,
 }
 
