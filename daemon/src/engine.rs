@@ -34,6 +34,8 @@ pub const MAX_BLOCKS: usize = 65_536;
 pub const MAX_SUPPRESS: usize = 16_384;
 pub const MAX_NAME_ENTRIES: usize = 32_768;
 pub const MAX_NAME_BYTES: usize = 2 << 20;
+/// Consents a device may gather by learning.
+pub const MAX_LEARNED_PER_DEVICE: usize = 512;
 /// Flows whose byte counters are remembered between readings.
 pub const MAX_COUNTED: usize = 65_536;
 
@@ -103,6 +105,8 @@ pub struct Counters {
     /// Destinations blocked or quarantined when their DNS answer passed.
     pub dns_judged_deny: u64,
     pub counted_evicted: u64,
+    /// Destinations a learning device used beyond its cap of consents.
+    pub learn_capped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -424,9 +428,24 @@ impl Engine {
         self.state.consents.get(&mac).into_iter().flatten()
     }
 
+    /// Trust on first use: the destination becomes a consent, by the name
+    /// the device resolved when there is one (addresses of a service move),
+    /// else by address. Capped per device, since a learning device decides
+    /// how many it makes.
     fn learn(&mut self, mac: Mac, t: &Target, flow: &Flow, now: u64, out: &mut Vec<Effect>) {
-        let sel = Selector::Net(crate::cidr::Cidr::host(flow.dst));
-        if self.state.consents.entry(mac).or_default().insert(sel.clone()) {
+        let sel = match t.names.first() {
+            Some(n) => Selector::Domain { name: n.clone(), exact: true },
+            None => Selector::Net(crate::cidr::Cidr::host(flow.dst)),
+        };
+        let consents = self.state.consents.entry(mac).or_default();
+        if consents.len() >= MAX_LEARNED_PER_DEVICE && !consents.contains(&sel) {
+            self.counters.learn_capped += 1;
+            if self.counters.learn_capped.is_power_of_two() {
+                tracing::warn!(device = %mac, cap = MAX_LEARNED_PER_DEVICE, capped = self.counters.learn_capped, "device has too many consents to learn more; allowed, not remembered");
+            }
+            return;
+        }
+        if consents.insert(sel.clone()) {
             out.push(Effect::Persist);
             let a = self.flow_alert(Verb::Learned, mac, t, Some(flow)).field("consent", &sel);
             self.log(mac, Some(flow.dst), a, now, out);
@@ -1050,6 +1069,24 @@ mod tests {
         assert_eq!(e.explain(new_dev, "192.0.2.50", 2001).unwrap().verdict, Verdict::Allow);
         let mut fx = Vec::new();
         assert_eq!(e.on_flow(&flow("192.168.7.19", "192.0.2.51"), 2000 + 86_400, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    }
+
+    #[test]
+    fn learning_prefers_names_and_is_capped() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Block);
+        e.policy.config.defaults.learn = Duration::from_secs(86_400);
+        let dev = Mac([2, 0, 0, 0, 7, 9]);
+        let mut fx = Vec::new();
+        e.on_neighbour(3, ip("192.168.7.19"), Some(dev), false, 2000, &mut fx);
+        e.on_dns(ip("192.168.7.19"), &[AddrRecord { addr: ip("192.0.2.60"), names: vec!["api.example.org".into()], ttl: 60 }], 2001, &mut fx);
+        e.on_flow(&flow("192.168.7.19", "192.0.2.60"), 2001, &mut fx);
+        assert!(e.state().consents[&dev].contains(&"=api.example.org".parse().unwrap()));
+        for i in 0..(MAX_LEARNED_PER_DEVICE as u32 + 10) {
+            let dst = IpAddr::from((0xc633_0000u32 + i).to_be_bytes());
+            assert_eq!(e.on_flow(&Flow { dst, ..flow("192.168.7.19", "192.0.2.1") }, 2002, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+        }
+        assert_eq!(e.state().consents[&dev].len(), MAX_LEARNED_PER_DEVICE);
+        assert_eq!(e.counters.learn_capped, 11);
     }
 
     fn dns(addr: &str, names: &[&str]) -> AddrRecord {
