@@ -107,7 +107,7 @@ fn render(req: &Request, data: &Value) -> String {
                 ("MAC", "mac", Plain),
                 ("NAME", "name", Plain),
                 ("VENDOR", "vendor", Plain),
-                ("ADDRESSES", "addrs", Plain),
+                ("ADDRESSES", "addresses", Plain),
                 ("PROFILE", "profile", Plain),
                 ("STATE", "state", Plain),
                 ("LAST SEEN", "last_seen", Time),
@@ -117,7 +117,7 @@ fn render(req: &Request, data: &Value) -> String {
             data,
             &[
                 ("NAMES", "names", Plain),
-                ("ADDRESS", "addr", Plain),
+                ("ADDRESS", "address", Plain),
                 ("COUNTRY", "country", Plain),
                 ("ASN", "asn", Plain),
                 ("FIRST SEEN", "first_seen", Time),

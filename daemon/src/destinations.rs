@@ -18,6 +18,7 @@ const NAMES_KEPT: usize = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DestRecord {
+    #[serde(rename = "address")]
     pub addr: IpAddr,
     pub names: Vec<String>,
     pub country: Option<String>,

@@ -771,6 +771,10 @@ impl Engine {
             uptime: now.saturating_sub(self.started),
             config: self.policy.config.source.display().to_string(),
             devices: self.devices.len(),
+            flows_judged: self.counters.flows_judged,
+            events_lost: self.counters.events_lost,
+            resyncs: self.counters.resyncs,
+            rules_in_kernel: self.blocks.len() + self.persisted_elements().len(),
             devices_evicted: self.devices.evicted,
             quarantined: self.state.quarantines.len(),
             blocks_in_kernel: self.blocks.len(),
@@ -808,6 +812,7 @@ pub struct DeviceReport {
     pub mac: Mac,
     pub name: Option<String>,
     pub vendor: Option<String>,
+    #[serde(rename = "addresses")]
     pub addrs: Vec<IpAddr>,
     pub profile: String,
     pub state: &'static str,
@@ -821,6 +826,12 @@ pub struct Status {
     pub uptime: u64,
     pub config: String,
     pub devices: usize,
+    /// The headline figures of SPEC §4; `counters` has them all.
+    pub flows_judged: u64,
+    pub events_lost: u64,
+    pub resyncs: u64,
+    /// Set elements leash holds in the kernel (blocks and quarantines).
+    pub rules_in_kernel: usize,
     pub devices_evicted: u64,
     pub quarantined: usize,
     pub blocks_in_kernel: usize,

@@ -60,7 +60,7 @@ fn known_device(lab: &Lab, n: u8) {
     lab.udp_send(n, ip(ROUTER_V6), 9);
     lab.wait_until(Duration::from_secs(5), &format!("leash knows device {n} by both addresses"), || {
         lab.device_report(&mac(n)).is_some_and(|d| {
-            let addrs: Vec<String> = d["addrs"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            let addrs: Vec<String> = d["addresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
             addrs.contains(&ip4(n).to_string()) && addrs.contains(&ip6(n).to_string())
         })
     });
@@ -370,7 +370,7 @@ fn destinations_list_names_and_bytes() {
         // same, later): the DESTROY event follows.
         let _ = lab.conntrack_count(&flow);
         let d = lab.leash_json(&["destinations", &mac(1)]);
-        rec = leash_lab::lab::find_object(&d, &|o| o.get("addr").and_then(Value::as_str) == Some(US4)).unwrap_or(Value::Null);
+        rec = leash_lab::lab::find_object(&d, &|o| o.get("address").and_then(Value::as_str) == Some(US4)).unwrap_or(Value::Null);
         rec["bytes_up"].as_u64().unwrap_or(0) > 0 && rec["bytes_down"].as_u64().unwrap_or(0) > 0
     });
     assert!(strings(&rec["names"]).contains(&"files.example.org".to_string()), "{rec}");

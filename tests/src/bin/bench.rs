@@ -217,7 +217,7 @@ fn dns_figures() {
     for n in [1, 2] {
         lab.udp_send(n, ip(ROUTER_V4), 9);
         lab.udp_send(n, ip(ROUTER_V6), 9);
-        lab.wait_until(Duration::from_secs(5), "device known", || lab.device_report(&mac(n)).is_some_and(|d| d["addrs"].as_array().is_some_and(|a| a.len() >= 2)));
+        lab.wait_until(Duration::from_secs(5), "device known", || lab.device_report(&mac(n)).is_some_and(|d| d["addresses"].as_array().is_some_and(|a| a.len() >= 2)));
     }
     let server = lab.wan_tcp_server(8443);
 
