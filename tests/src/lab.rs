@@ -208,6 +208,39 @@ impl Lab {
         path
     }
 
+    /// Writes a UCI config (`/etc/config/leash` form) with the lab's paths
+    /// as options right after its `config daemon` line, and returns its path.
+    pub fn write_uci_config(&mut self, uci: &str) -> PathBuf {
+        let mut out = String::new();
+        let mut found = false;
+        for line in uci.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if !found && line.trim() == "config daemon" {
+                found = true;
+                for (k, v) in [
+                    ("socket", self.socket()),
+                    ("state_dir", self.state_dir()),
+                    ("leases", self.dir.join("dhcp.leases")),
+                    ("syslog", self.dir.join("log")),
+                ] {
+                    out.push_str(&format!("\toption {k} '{}'\n", v.display()));
+                }
+            }
+        }
+        assert!(found, "the test's UCI config must contain a `config daemon` line");
+        let path = self.dir.join("leash");
+        std::fs::write(&path, out).expect("write UCI config");
+        self.config = Some(path.clone());
+        path
+    }
+
+    /// Starts `leash daemon` with a UCI config, as on OpenWrt.
+    pub fn start_leash_uci(&mut self, uci: &str) {
+        self.write_uci_config(uci);
+        self.spawn_daemon();
+    }
+
     /// Starts `leash daemon` in the router with this config and waits until
     /// it answers `status`.
     pub fn start_leash(&mut self, config_toml: &str) {
