@@ -178,12 +178,19 @@ impl Lab {
     /// `[daemon]` header (which the test must write): socket, state_dir,
     /// leases and syslog all point into the lab's directory.
     pub fn render_config(&self, config_toml: &str) -> String {
+        self.with_lab_paths(config_toml, "[daemon]", |k, v| format!("{k} = \"{v}\"\n"))
+    }
+
+    /// Copies `config` and, after its first line equal to `section`, adds
+    /// one line per lab path (socket, state_dir, leases, syslog), written
+    /// by `option` in the config's syntax.
+    fn with_lab_paths(&self, config: &str, section: &str, option: impl Fn(&str, &str) -> String) -> String {
         let mut out = String::new();
         let mut found = false;
-        for line in config_toml.lines() {
+        for line in config.lines() {
             out.push_str(line);
             out.push('\n');
-            if !found && line.trim() == "[daemon]" {
+            if !found && line.trim() == section {
                 found = true;
                 for (k, v) in [
                     ("socket", self.socket()),
@@ -191,11 +198,11 @@ impl Lab {
                     ("leases", self.dir.join("dhcp.leases")),
                     ("syslog", self.dir.join("log")),
                 ] {
-                    out.push_str(&format!("{k} = \"{}\"\n", v.display()));
+                    out.push_str(&option(k, &v.display().to_string()));
                 }
             }
         }
-        assert!(found, "the test config must contain a [daemon] header line");
+        assert!(found, "the test's config must contain a `{section}` line");
         out
     }
 
@@ -211,24 +218,7 @@ impl Lab {
     /// Writes a UCI config (`/etc/config/leash` form) with the lab's paths
     /// as options right after its `config daemon` line, and returns its path.
     pub fn write_uci_config(&mut self, uci: &str) -> PathBuf {
-        let mut out = String::new();
-        let mut found = false;
-        for line in uci.lines() {
-            out.push_str(line);
-            out.push('\n');
-            if !found && line.trim() == "config daemon" {
-                found = true;
-                for (k, v) in [
-                    ("socket", self.socket()),
-                    ("state_dir", self.state_dir()),
-                    ("leases", self.dir.join("dhcp.leases")),
-                    ("syslog", self.dir.join("log")),
-                ] {
-                    out.push_str(&format!("\toption {k} '{}'\n", v.display()));
-                }
-            }
-        }
-        assert!(found, "the test's UCI config must contain a `config daemon` line");
+        let out = self.with_lab_paths(uci, "config daemon", |k, v| format!("\toption {k} '{v}'\n"));
         let path = self.dir.join("leash");
         std::fs::write(&path, out).expect("write UCI config");
         self.config = Some(path.clone());
