@@ -123,25 +123,12 @@ impl Kernel {
     /// not a readable answer comes back too.
     pub async fn read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<(Vec<DnsAnswer>, u64)> {
         let n = self.dns.recv(buf).await?;
-        let mut answers = Vec::new();
-        let mut bad = 0;
-        for msg in conntrack::messages(&buf[..n]) {
-            match msg.and_then(nflog::parse_message) {
-                Ok(Some(p)) => match dns::parse_packet(p.payload) {
-                    Ok(a) => answers.push(a),
-                    Err(e) => {
-                        bad += 1;
-                        tracing::debug!(error = %e, "not a readable DNS answer");
-                    }
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    bad += 1;
-                    tracing::warn!(error = %e, "malformed NFLOG message skipped");
-                }
-            }
-        }
-        Ok((answers, bad))
+        Ok(dns_answers(&buf[..n]))
+    }
+
+    /// DNS answers already queued, without waiting; `None` when there are none.
+    pub fn try_read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(Vec<DnsAnswer>, u64)>> {
+        Ok(self.dns.try_recv(buf)?.map(|n| dns_answers(&buf[..n])))
     }
 
     /// Deletes one flow by its original tuple; false when it was gone already.
@@ -201,6 +188,30 @@ impl Kernel {
         }
         Ok(out)
     }
+}
+
+/// The DNS answers in one NFLOG datagram, and how many packets in it were
+/// not a readable answer.
+fn dns_answers(buf: &[u8]) -> (Vec<DnsAnswer>, u64) {
+    let mut answers = Vec::new();
+    let mut bad = 0;
+    for msg in conntrack::messages(buf) {
+        match msg.and_then(nflog::parse_message) {
+            Ok(Some(p)) => match dns::parse_packet(p.payload) {
+                Ok(a) => answers.push(a),
+                Err(e) => {
+                    bad += 1;
+                    tracing::debug!(error = %e, "not a readable DNS answer");
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                bad += 1;
+                tracing::warn!(error = %e, "malformed NFLOG message skipped");
+            }
+        }
+    }
+    (answers, bad)
 }
 
 fn key(e: &Elem) -> ElemKey {

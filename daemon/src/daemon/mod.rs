@@ -181,7 +181,7 @@ impl Daemon {
         loop {
             tokio::select! {
                 r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r).await,
-                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now()).await,
+                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now(), &mut dns_buf).await,
                 r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
                 Some((req, reply)) = jobs.recv() => {
                     let resp = self.handle(req).await;
@@ -196,13 +196,13 @@ impl Daemon {
         }
     }
 
-    async fn on_ct(&mut self, r: CtRead, arrived: std::time::Instant) {
+    async fn on_ct(&mut self, r: CtRead, arrived: std::time::Instant, dns_buf: &mut Vec<u8>) {
         let now = now();
         let mut fx = Vec::new();
         match r {
             CtRead::Flows(flows, ended) => {
                 self.engine.counters.ct_new_events += flows.len() as u64;
-                let mut unknown = false;
+                let mut unknown = self.catch_up_dns(dns_buf, &mut fx);
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
                         self.park(Parked::Flow(f), now);
@@ -282,26 +282,10 @@ impl Daemon {
     }
 
     async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::dns::DnsAnswer>, u64)>) {
-        let now = now();
         match r {
             Ok((answers, bad)) => {
-                self.engine.counters.dns_errors += bad;
                 let mut fx = Vec::new();
-                let mut unknown = false;
-                for a in answers {
-                    if self.engine.on_dns(a.client, &a.records, now, &mut fx) {
-                        continue;
-                    }
-                    // The router sent this answer, so it knows the device's
-                    // MAC: its neighbour event just has not been read yet.
-                    if self.engine.net.is_lan_addr(a.client) {
-                        self.park(Parked::Dns(a.client, a.records), now);
-                        unknown = true;
-                    } else {
-                        self.engine.counters.dns_unknown_client += 1;
-                    }
-                }
-                if unknown {
+                if self.take_answers(answers, bad, &mut fx) {
                     self.identify(&mut fx).await;
                 }
                 self.execute(fx).await;
@@ -312,6 +296,47 @@ impl Daemon {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+
+    /// Judges snooped answers; returns true when some wait for their device.
+    fn take_answers(&mut self, answers: Vec<crate::dns::DnsAnswer>, bad: u64, fx: &mut Vec<Effect>) -> bool {
+        let now = now();
+        self.engine.counters.dns_errors += bad;
+        let mut unknown = false;
+        for a in answers {
+            if self.engine.on_dns(a.client, &a.records, now, fx) {
+                continue;
+            }
+            // The router sent this answer, so it knows the device's
+            // MAC: its neighbour event just has not been read yet.
+            if self.engine.net.is_lan_addr(a.client) {
+                self.park(Parked::Dns(a.client, a.records), now);
+                unknown = true;
+            } else {
+                self.engine.counters.dns_unknown_client += 1;
+            }
+        }
+        unknown
+    }
+
+    /// Takes the DNS answers already queued. An answer's NFLOG copy is
+    /// queued before the device even has it, so before its flow's NEW
+    /// event: taking them first means a flow is judged with its names,
+    /// whichever socket the event loop happened to poll first.
+    fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> bool {
+        let mut unknown = false;
+        while self.dns_bound {
+            match self.kernel.try_read_dns(buf) {
+                Ok(Some((answers, bad))) => unknown |= self.take_answers(answers, bad, fx),
+                Ok(None) => break,
+                Err(e) => {
+                    self.engine.counters.kernel_errors += 1;
+                    tracing::error!(error = %e, "reading DNS answers from NFLOG");
+                    break;
+                }
+            }
+        }
+        unknown
     }
 
     async fn bind_dns(&mut self) {

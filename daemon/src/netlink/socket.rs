@@ -244,6 +244,28 @@ impl NlSocket {
         self.seq.fetch_add(n, Ordering::Relaxed)
     }
 
+    /// Receives one datagram if one is queued now (never waits).
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<Option<usize>, RecvError> {
+        buf.clear();
+        buf.reserve(RECV_BUF);
+        loop {
+            match Self::recv_once(self.fd.get_ref().as_raw_fd(), buf) {
+                Ok(Received::Data(n)) if n > buf.capacity() => return Err(RecvError::Truncated(n)),
+                Ok(Received::Data(n)) => {
+                    // SAFETY: the kernel initialised the first n bytes, and
+                    // n is within the capacity (checked above).
+                    unsafe { buf.set_len(n) };
+                    return Ok(Some(n));
+                }
+                Ok(Received::Foreign) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(RecvError::Overrun),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
+    }
+
     /// Reads and drops every datagram queued now; returns how many.
     ///
     /// After an overrun the kernel reports no further loss on this socket
