@@ -766,6 +766,7 @@ impl Engine {
     }
 
     pub fn status(&self, now: u64) -> Status {
+        let quarantine_elements = self.persisted_elements().len();
         Status {
             mode: self.policy.config.daemon.mode,
             uptime: now.saturating_sub(self.started),
@@ -774,11 +775,11 @@ impl Engine {
             flows_judged: self.counters.flows_judged,
             events_lost: self.counters.events_lost,
             resyncs: self.counters.resyncs,
-            rules_in_kernel: self.blocks.len() + self.persisted_elements().len(),
+            rules_in_kernel: self.blocks.len() + quarantine_elements,
             devices_evicted: self.devices.evicted,
             quarantined: self.state.quarantines.len(),
             blocks_in_kernel: self.blocks.len(),
-            quarantine_elements: self.persisted_elements().len(),
+            quarantine_elements,
             destinations: self.destinations.len(),
             destinations_evicted: self.destinations.evicted,
             name_cache: self.names.stats(),
