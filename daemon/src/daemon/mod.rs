@@ -436,13 +436,8 @@ impl Daemon {
             self.execute(fx).await;
         }
         if !self.pending.is_empty() {
-            if let Ok(events) = self.kernel.dump_routes().await {
-                for ev in events {
-                    apply_route(&mut self.engine, ev, &mut Vec::new());
-                }
-            }
             let mut fx = Vec::new();
-            self.retry_pending(&mut fx);
+            self.identify(&mut fx).await;
             self.execute(fx).await;
         }
     }
