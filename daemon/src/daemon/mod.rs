@@ -128,8 +128,11 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.context("opening netlink sockets")?;
     // Subscribe before dumping, so nothing falls between dump and events.
+    // Their effects wait for the table (persisted state, a new address of a
+    // quarantined device): the ruleset below already holds such elements.
+    let mut start_fx = Vec::new();
     for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
-        apply_route(&mut engine, ev, &mut Vec::new());
+        apply_route(&mut engine, ev, &mut start_fx);
     }
     let listener = server::bind(&daemon_cfg.socket)?;
 
@@ -137,6 +140,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
     let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
     d.read_leases();
@@ -365,9 +369,11 @@ impl Daemon {
                 self.engine.counters.kernel_errors += 1;
                 tracing::error!(error = %e, "reading rtnetlink events");
                 if let Ok(events) = self.kernel.dump_routes().await {
+                    let mut fx = Vec::new();
                     for ev in events {
-                        apply_route(&mut self.engine, ev, &mut Vec::new());
+                        apply_route(&mut self.engine, ev, &mut fx);
                     }
+                    self.execute(fx).await;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
