@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::mac::Mac;
 use crate::policy::Rule;
+use crate::trust::Resolver;
 use crate::verdict::Verdict;
 
 pub const MAX_PER_DEVICE: usize = 512;
@@ -21,6 +22,8 @@ pub struct DestRecord {
     #[serde(rename = "address")]
     pub addr: IpAddr,
     pub names: Vec<String>,
+    /// Which resolver gave each of `names` ("router" or an outside one's address).
+    pub resolvers: Vec<Resolver>,
     pub country: Option<String>,
     pub asn: Option<u32>,
     pub first_seen: u64,
@@ -44,6 +47,8 @@ pub struct DestRecord {
 #[derive(Debug, Clone, Default)]
 pub struct Seen<'a> {
     pub names: &'a [String],
+    /// The resolver of each of `names`.
+    pub via: &'a [Resolver],
     pub country: Option<[u8; 2]>,
     pub asn: Option<u32>,
 }
@@ -70,6 +75,7 @@ impl Destinations {
             DestRecord {
                 addr,
                 names: Vec::new(),
+                resolvers: Vec::new(),
                 country: None,
                 asn: None,
                 first_seen: now,
@@ -84,12 +90,18 @@ impl Destinations {
                 window_alerted: false,
             }
         });
-        for n in seen.names {
-            if !rec.names.contains(n) {
-                if rec.names.len() >= NAMES_KEPT {
-                    rec.names.remove(0);
+        for (i, n) in seen.names.iter().enumerate() {
+            let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
+            match rec.names.iter().position(|have| have == n) {
+                Some(at) => rec.resolvers[at] = via,
+                None => {
+                    if rec.names.len() >= NAMES_KEPT {
+                        rec.names.remove(0);
+                        rec.resolvers.remove(0);
+                    }
+                    rec.names.push(n.clone());
+                    rec.resolvers.push(via);
                 }
-                rec.names.push(n.clone());
             }
         }
         if let Some(cc) = seen.country {
@@ -188,7 +200,7 @@ mod tests {
     fn records_names_geo_and_bytes() {
         let mut d = Destinations::default();
         let names = vec!["tracking.example.com".to_string()];
-        d.record(M, ip("203.0.113.7"), &Seen { names: &names, country: Some(*b"CN"), asn: Some(4808) }, Verdict::Alert, &Rule::Unlisted, true, 10);
+        d.record(M, ip("203.0.113.7"), &Seen { names: &names, via: &[Resolver::Router], country: Some(*b"CN"), asn: Some(4808) }, Verdict::Alert, &Rule::Unlisted, true, 10);
         d.record(M, ip("203.0.113.7"), &Seen::default(), Verdict::Alert, &Rule::Unlisted, true, 20);
         assert_eq!(d.add_bytes(M, ip("203.0.113.7"), 100, 2000, 21, 3600, None), None);
         let r = &d.of(M)[0];

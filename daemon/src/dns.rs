@@ -80,6 +80,12 @@ pub struct DnsAnswer {
     pub client: IpAddr,
     /// The reply's source: the resolver that answered.
     pub server: IpAddr,
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    /// The reply's destination port: the port the device asked from.
+    pub client_port: u16,
+    /// The reply's source port (53 for the answers leash's rules log).
+    pub server_port: u16,
     /// The question name: lower-case, no trailing dot.
     pub qname: String,
     pub records: Vec<AddrRecord>,
@@ -108,7 +114,8 @@ pub fn parse_packet(l3: &[u8]) -> Result<DnsAnswer, DnsError> {
         p => return Err(DnsError::Protocol(p)),
     };
     let (qname, records) = parse(msg, partial)?;
-    Ok(DnsAnswer { client: ip.dst, server: ip.src, qname, records })
+    let (server_port, client_port) = (u16_at(ip.l4, 0, "ports")?, u16_at(ip.l4, 2, "ports")?);
+    Ok(DnsAnswer { client: ip.dst, server: ip.src, proto: ip.proto, client_port, server_port, qname, records })
 }
 
 /// Parses a DNS message alone: the question name and the addresses of

@@ -14,9 +14,9 @@ use crate::alert::{Alert, Verb};
 use crate::config::Mode;
 use crate::destinations::{Destinations, Seen};
 use crate::devices::DeviceTable;
-use crate::dns::AddrRecord;
+use crate::dns::{AddrRecord, DnsAnswer};
 use crate::geoip::GeoInfo;
-use crate::namecache::NameCache;
+use crate::namecache::{NameCache, Names};
 use crate::leases::Lease;
 use crate::mac::Mac;
 use crate::netmap::NetMap;
@@ -24,6 +24,7 @@ use crate::nft::{Elem, SetChange};
 use crate::policy::{Judgement, Policy, Rule};
 use crate::selector::{Destination, Selector};
 use crate::state::{Quarantine, State, MAX_FIRST_SEEN};
+use crate::trust::{self, Provenance, Resolver};
 use crate::verdict::Verdict;
 
 /// A block element lives this long in the kernel unless the device tries
@@ -102,6 +103,9 @@ pub struct Counters {
     pub dns_answers: u64,
     pub dns_unknown_client: u64,
     pub dns_errors: u64,
+    /// DNS answers ignored: not the reply of a flow the device opened to
+    /// that resolver (spoofed from the internet, unasked).
+    pub dns_unsolicited: u64,
     /// Destinations blocked or quarantined when their DNS answer passed.
     pub dns_judged_deny: u64,
     pub counted_evicted: u64,
@@ -113,6 +117,10 @@ pub struct Counters {
 struct BlockInfo {
     rule: Rule,
     until: u64,
+    /// The names known when it was given: a block given by a name stays
+    /// while that name still denies the address, even once the name's
+    /// answer has expired from the name cache.
+    names: Names,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,7 +155,7 @@ pub struct Engine {
 #[derive(Debug, Clone)]
 struct Target {
     dst: IpAddr,
-    names: Vec<String>,
+    names: Names,
     geo: GeoInfo,
 }
 
@@ -297,12 +305,12 @@ impl Engine {
     }
 
     fn judge(&self, mac: Mac, t: &Target) -> Judgement {
-        let d = Destination { addr: Some(t.dst), names: &t.names, country: t.geo.country, asn: t.geo.asn };
+        let d = Destination { addr: Some(t.dst), names: &t.names.list, trusted: t.names.trusted, country: t.geo.country, asn: t.geo.asn };
         self.policy.judge(mac, self.granted(mac), &d)
     }
 
     fn remember(&mut self, mac: Mac, t: &Target, j: &Judgement, flow: bool, now: u64) {
-        let seen = Seen { names: &t.names, country: t.geo.country, asn: t.geo.asn };
+        let seen = Seen { names: &t.names.list, via: &t.names.via, country: t.geo.country, asn: t.geo.asn };
         self.destinations.record(mac, t.dst, &seen, j.verdict, &j.rule, flow, now);
     }
 
@@ -350,12 +358,28 @@ impl Engine {
         FlowOutcome::Judged(verdict)
     }
 
-    /// A DNS answer that crossed the router, sent to `client`: remember the
-    /// names, and put a block or quarantine in place before the device's
-    /// first packet to a denied address.
-    /// Returns false, judging nothing, when the client's MAC is not known
-    /// (yet): the caller learns the neighbours and tries again.
-    pub fn on_dns(&mut self, client: IpAddr, records: &[AddrRecord], now: u64, out: &mut Vec<Effect>) -> bool {
+    /// Whether a snooped answer counts (SPEC §2 "Which answers count"):
+    /// only a reply of a flow the device itself opened to that resolver.
+    /// `None`: unsolicited (spoofed, unasked), counted and ignored.
+    pub fn vouch(&mut self, a: &DnsAnswer, p: &Provenance) -> Option<Resolver> {
+        match trust::vouch(a, p) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                self.counters.dns_unsolicited += 1;
+                if self.counters.dns_unsolicited.is_power_of_two() {
+                    tracing::warn!(client = %a.client, server = %a.server, reason = %why, unsolicited = self.counters.dns_unsolicited, "DNS answer nobody asked for ignored");
+                }
+                None
+            }
+        }
+    }
+
+    /// A DNS answer that crossed the router, sent to `client` by `via`
+    /// (already vouched for): remember the names, and put a block or
+    /// quarantine in place before the device's first packet to a denied
+    /// address. Returns false, judging nothing, when the client's MAC is
+    /// not known (yet): the caller learns the neighbours and tries again.
+    pub fn on_dns(&mut self, client: IpAddr, records: &[AddrRecord], via: Resolver, now: u64, out: &mut Vec<Effect>) -> bool {
         let Some(mac) = self.devices.mac_of(client) else {
             return false;
         };
@@ -364,7 +388,7 @@ impl Engine {
             if !self.net.is_internet(r.addr) {
                 continue;
             }
-            self.names.insert(mac, r.addr, &r.names, r.ttl, now);
+            self.names.insert(mac, r.addr, &r.names, via, r.ttl, now);
             if self.is_quarantined(mac) || self.blocks.contains_key(&(mac, r.addr)) || self.learning(mac, now) {
                 continue;
             }
@@ -433,7 +457,8 @@ impl Engine {
     /// else by address. Capped per device, since a learning device decides
     /// how many it makes.
     fn learn(&mut self, mac: Mac, t: &Target, flow: &Flow, now: u64, out: &mut Vec<Effect>) {
-        let sel = match t.names.first() {
+        // Only a name the router's resolver gave may become a consent.
+        let sel = match t.names.list[..t.names.trusted].first() {
             Some(n) => Selector::Domain { name: n.clone(), exact: true },
             None => Selector::Net(crate::cidr::Cidr::host(flow.dst)),
         };
@@ -460,7 +485,7 @@ impl Engine {
             .opt("name", self.device_name(mac))
             .opt("ip", ip)
             .field("dst", t.dst)
-            .opt("host", t.names.first())
+            .opt("host", t.names.list.first())
             .opt("country", t.geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()))
             .opt("asn", t.geo.asn);
         if let Some(f) = flow {
@@ -517,7 +542,7 @@ impl Engine {
         };
         match verb {
             Verb::Block => {
-                self.add_block(mac, t.dst, j.rule.clone(), now, out);
+                self.add_block(mac, t.dst, j.rule.clone(), t.names.clone(), now, out);
                 let cut = match flow {
                     Some(f) => Cut::Flow(*f),
                     None => Cut::To { addrs: self.device_addrs(mac, None), dst: t.dst },
@@ -525,7 +550,7 @@ impl Engine {
                 out.push(Effect::Cut(cut));
             }
             Verb::Quarantine => {
-                self.quarantine(mac, j.rule.clone(), now, flow, out);
+                self.quarantine(mac, j.rule.clone(), Some(t), now, flow, out);
             }
             _ => {}
         }
@@ -543,7 +568,7 @@ impl Engine {
         addrs
     }
 
-    fn add_block(&mut self, mac: Mac, dst: IpAddr, rule: Rule, now: u64, out: &mut Vec<Effect>) {
+    fn add_block(&mut self, mac: Mac, dst: IpAddr, rule: Rule, names: Names, now: u64, out: &mut Vec<Effect>) {
         if self.blocks.len() >= MAX_BLOCKS && !self.blocks.contains_key(&(mac, dst)) {
             // The kernel element still expires by itself; only our memory of it goes.
             if let Some(k) = self.blocks.iter().min_by_key(|(_, b)| b.until).map(|(k, _)| *k) {
@@ -552,14 +577,23 @@ impl Engine {
                 tracing::warn!(cap = MAX_BLOCKS, evicted = self.counters.blocks_evicted, "block table full, forgot the block closest to expiry");
             }
         }
-        self.blocks.insert((mac, dst), BlockInfo { rule, until: now + BLOCK_TIMEOUT.as_secs() });
+        self.blocks.insert((mac, dst), BlockInfo { rule, until: now + BLOCK_TIMEOUT.as_secs(), names });
         self.counters.blocks += 1;
         out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, dst), timeout: Some(BLOCK_TIMEOUT) }));
     }
 
-    fn quarantine(&mut self, mac: Mac, rule: Rule, now: u64, flow: Option<&Flow>, out: &mut Vec<Effect>) {
+    /// `t`: the destination that earned it (none for a manual quarantine),
+    /// kept so that the quarantine is judged again when the policy changes.
+    fn quarantine(&mut self, mac: Mac, rule: Rule, t: Option<&Target>, now: u64, flow: Option<&Flow>, out: &mut Vec<Effect>) {
         let addrs = self.device_addrs(mac, flow);
-        let q = Quarantine { since: now, rule: rule.to_string(), addrs: addrs.iter().copied().collect() };
+        let q = Quarantine {
+            since: now,
+            rule: rule.to_string(),
+            addrs: addrs.iter().copied().collect(),
+            dst: t.map(|t| t.dst),
+            names: t.map(|t| t.names.list.clone()).unwrap_or_default(),
+            names_trusted: t.map_or(0, |t| t.names.trusted),
+        };
         out.push(Effect::Set(SetChange::Add { elem: Elem::QuarantineMac(mac), timeout: None }));
         for a in &q.addrs {
             out.push(Effect::Set(SetChange::Add { elem: Elem::QuarantineAddr(*a), timeout: None }));
@@ -606,7 +640,7 @@ impl Engine {
             out.push(Effect::Persist);
             let a = self.device_alert(Verb::Consent, mac).field("consent", &sel).field("action", "grant");
             out.push(Effect::Log(a));
-            self.recheck_blocks(Some(mac), now, out);
+            self.rejudge(Some(mac), now, out);
         }
         added
     }
@@ -629,7 +663,7 @@ impl Engine {
         if self.is_quarantined(mac) {
             return false;
         }
-        self.quarantine(mac, Rule::Manual, now, None, out);
+        self.quarantine(mac, Rule::Manual, None, now, None, out);
         let a = self.device_alert(Verb::Quarantine, mac).field("rule", Rule::Manual).field("profile", &self.policy.profile_of(mac).name);
         out.push(Effect::Log(a));
         self.counters.alerts += 1;
@@ -637,6 +671,12 @@ impl Engine {
     }
 
     pub fn release(&mut self, mac: Mac, out: &mut Vec<Effect>) -> bool {
+        self.release_as(mac, None, out)
+    }
+
+    /// Lifts a quarantine; `because`: the rule that now lets the device
+    /// out (a re-judgement), else the owner's command.
+    fn release_as(&mut self, mac: Mac, because: Option<&Rule>, out: &mut Vec<Effect>) -> bool {
         let Some(q) = self.state.quarantines.remove(&mac) else { return false };
         out.push(Effect::Set(SetChange::Delete(Elem::QuarantineMac(mac))));
         for a in &q.addrs {
@@ -648,7 +688,11 @@ impl Engine {
         out.push(Effect::Persist);
         // Forget suppression so that a relapse is reported at once.
         self.suppress.retain(|(m, _, _), _| *m != mac);
-        let a = self.device_alert(Verb::Release, mac).field("rule", &q.rule);
+        let mut a = self.device_alert(Verb::Release, mac).field("rule", &q.rule);
+        if let Some(r) = because {
+            let why = if self.monitor() { "monitor".to_string() } else { r.to_string() };
+            a = a.field("because", why);
+        }
         out.push(Effect::Log(a));
         true
     }
@@ -657,21 +701,56 @@ impl Engine {
     pub fn reload(&mut self, policy: Policy, now: u64, out: &mut Vec<Effect>) {
         self.net.set_lan_names(&policy.config.daemon.lan);
         self.policy = policy;
-        self.recheck_blocks(None, now, out);
+        self.rejudge(None, now, out);
     }
 
-    /// Removes the blocks that the policy no longer gives (a consent, a
-    /// reload, monitor mode).
-    fn recheck_blocks(&mut self, only: Option<Mac>, _now: u64, out: &mut Vec<Effect>) {
+    /// Judges every block and quarantine again (after a consent, a revoke,
+    /// a reload or a mode change) with all that is known of its
+    /// destination: the names remembered with the decision and those
+    /// cached now, its country and AS. A decision stays while the policy
+    /// still gives it; what it no longer gives is lifted.
+    fn rejudge(&mut self, only: Option<Mac>, now: u64, out: &mut Vec<Effect>) {
         let monitor = self.monitor();
         let keys: Vec<(Mac, IpAddr)> = self.blocks.keys().filter(|(m, _)| only.is_none_or(|o| o == *m)).copied().collect();
         for (mac, ip) in keys {
-            let j = self.policy.judge(mac, self.granted(mac), &Destination { addr: Some(ip), ..Destination::default() });
-            if monitor || j.verdict != Verdict::Block {
+            let mut t = self.target(mac, ip, now);
+            if let Some(b) = self.blocks.get(&(mac, ip)) {
+                t.names.merge(&b.names);
+            }
+            let j = self.judge(mac, &t);
+            if monitor || j.verdict < Verdict::Block {
                 self.blocks.remove(&(mac, ip));
                 out.push(Effect::Set(SetChange::Delete(Elem::Block(mac, ip))));
             } else if let Some(b) = self.blocks.get_mut(&(mac, ip)) {
                 b.rule = j.rule;
+                b.names = t.names;
+            }
+        }
+        let quarantined: Vec<(Mac, IpAddr)> = self
+            .state
+            .quarantines
+            .iter()
+            .filter(|(m, q)| only.is_none_or(|o| o == **m) && q.rule != Rule::Manual.to_string())
+            .filter_map(|(m, q)| q.dst.map(|d| (*m, d)))
+            .collect();
+        for (mac, dst) in quarantined {
+            let mut t = self.target(mac, dst, now);
+            if let Some(q) = self.state.quarantines.get(&mac) {
+                let trusted = q.names_trusted.min(q.names.len());
+                t.names.merge(&Names {
+                    via: (0..q.names.len()).map(|i| if i < trusted { Resolver::Router } else { Resolver::Outside(dst) }).collect(),
+                    list: q.names.clone(),
+                    trusted,
+                });
+            }
+            let j = self.judge(mac, &t);
+            if !monitor && j.verdict == Verdict::Quarantine {
+                continue;
+            }
+            self.release_as(mac, Some(&j.rule), out);
+            // What the policy gives instead (a block, say) takes its place.
+            if !monitor && j.verdict == Verdict::Block {
+                self.carry_out(mac, &t, None, j, now, out);
             }
         }
     }
@@ -706,13 +785,20 @@ impl Engine {
 
     pub fn explain(&self, mac: Mac, destination: &str, now: u64) -> Result<Explanation, CommandError> {
         let (addr, names, geo) = match destination.parse::<IpAddr>() {
-            Ok(ip) => (Some(ip), self.names.names(mac, ip, now), self.policy.geo.lookup(ip)),
+            Ok(ip) => {
+                let mut names = self.names.names(mac, ip, now);
+                if let Some(b) = self.blocks.get(&(mac, ip)) {
+                    names.merge(&b.names);
+                }
+                (Some(ip), names, self.policy.geo.lookup(ip))
+            }
             Err(_) => {
                 let n = crate::selector::normalize_name(destination).ok_or_else(|| CommandError::BadDestination(destination.to_string()))?;
-                (None, vec![n], GeoInfo::default())
+                (None, Names::given(vec![n]), GeoInfo::default())
             }
         };
-        let j = self.policy.judge(mac, self.granted(mac), &Destination { addr, names: &names, country: geo.country, asn: geo.asn });
+        let d = Destination { addr, names: &names.list, trusted: names.trusted, country: geo.country, asn: geo.asn };
+        let j = self.policy.judge(mac, self.granted(mac), &d);
         let quarantine = self.state.quarantines.get(&mac);
         let (verdict, rule) = match quarantine {
             Some(q) => (Verdict::Quarantine, format!("quarantined ({})", q.rule)),
@@ -723,7 +809,8 @@ impl Engine {
             name: self.device_name(mac).map(str::to_string),
             profile: j.profile,
             destination: destination.to_string(),
-            names,
+            names: names.list,
+            resolvers: names.via,
             country: geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()),
             asn: geo.asn,
             verdict,
@@ -796,6 +883,9 @@ pub struct Explanation {
     pub destination: String,
     /// DNS names the device resolved to this address (or the name asked about).
     pub names: Vec<String>,
+    /// Which resolver gave each of `names`: "router" (may grant consent)
+    /// or an outside resolver's address (may only deny).
+    pub resolvers: Vec<Resolver>,
     pub country: Option<String>,
     pub asn: Option<u32>,
     /// What happens to traffic now (a quarantine overrides the policy).
@@ -865,6 +955,7 @@ mod tests {
 
     const CAM: Mac = Mac([2, 0, 0, 0, 7, 1]);
     const PHONE: Mac = Mac([2, 0, 0, 0, 7, 2]);
+    const R: Resolver = Resolver::Router;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -1090,7 +1181,7 @@ mod tests {
         let dev = Mac([2, 0, 0, 0, 7, 9]);
         let mut fx = Vec::new();
         e.on_neighbour(3, ip("192.168.7.19"), Some(dev), false, 2000, &mut fx);
-        e.on_dns(ip("192.168.7.19"), &[AddrRecord { addr: ip("192.0.2.60"), names: vec!["api.example.org".into()], ttl: 60 }], 2001, &mut fx);
+        e.on_dns(ip("192.168.7.19"), &[AddrRecord { addr: ip("192.0.2.60"), names: vec!["api.example.org".into()], ttl: 60 }], R, 2001, &mut fx);
         e.on_flow(&flow("192.168.7.19", "192.0.2.60"), 2001, &mut fx);
         assert!(e.state().consents[&dev].contains(&"=api.example.org".parse().unwrap()));
         for i in 0..(MAX_LEARNED_PER_DEVICE as u32 + 10) {
@@ -1109,7 +1200,7 @@ mod tests {
     fn denied_name_is_blocked_when_its_answer_passes() {
         let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
         let mut fx = Vec::new();
-        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.99", &["cdn.example.net", "eu.tracking.example.com"]), dns("192.168.7.5", &["lan.example.com"])], 1001, &mut fx);
+        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.99", &["cdn.example.net", "eu.tracking.example.com"]), dns("192.168.7.5", &["lan.example.com"])], R, 1001, &mut fx);
         assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("192.0.2.99")), timeout: Some(BLOCK_TIMEOUT) }]);
         assert_eq!(
             logs(&fx),
@@ -1127,7 +1218,7 @@ mod tests {
         let d = e.destinations.of(PHONE);
         assert_eq!(d[0].names, ["cdn.example.net", "eu.tracking.example.com"]);
         // Answers to unknown clients are left to the caller.
-        assert!(!e.on_dns(ip("192.168.7.99"), &[dns("192.0.2.98", &["tracking.example.com"])], 1001, &mut fx));
+        assert!(!e.on_dns(ip("192.168.7.99"), &[dns("192.0.2.98", &["tracking.example.com"])], R, 1001, &mut fx));
     }
 
     #[test]
@@ -1136,7 +1227,7 @@ mod tests {
         let mut fx = Vec::new();
         // Consented by name: an allowed answer is only remembered.
         e.consent(PHONE, "=ok.example.org".parse().unwrap(), 1000, &mut fx);
-        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.50", &["ok.example.org"])], 1001, &mut fx);
+        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.50", &["ok.example.org"])], R, 1001, &mut fx);
         assert!(sets(&fx).is_empty());
         assert_eq!(e.on_flow(&flow("192.168.7.12", "192.0.2.50"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
         assert_eq!(e.explain(PHONE, "192.0.2.50", 1001).unwrap().rule, "consent:=ok.example.org");
@@ -1191,5 +1282,111 @@ mod tests {
         e.on_flow(&cam, 1001, &mut fx);
         e.on_counters(&FlowCounters { id: 8, orig: cam, up: 900_000_000, down: 0 }, true, 1020, &mut fx);
         assert!(logs(&fx).is_empty());
+    }
+
+    #[test]
+    fn an_outside_resolver_can_deny_but_never_grant_consent() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        e.consent(PHONE, "ok.example.org".parse().unwrap(), 1000, &mut fx);
+        let outside = Resolver::Outside(ip("192.0.2.53"));
+        // The device's own resolver maps the consented name to a denied address.
+        let mut fx = Vec::new();
+        e.on_dns(ip("192.168.7.12"), &[dns("203.0.113.9", &["ok.example.org"])], outside, 1001, &mut fx);
+        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.9")), timeout: Some(BLOCK_TIMEOUT) }]);
+        let x = e.explain(PHONE, "203.0.113.9", 1001).unwrap();
+        assert_eq!((x.verdict, x.rule.as_str()), (Verdict::Block, "list:bad"));
+        assert_eq!(x.resolvers, [outside]);
+        assert_eq!(e.destinations.of(PHONE)[0].resolvers, [outside]);
+        // The same name through the router's resolver does grant it.
+        let mut fx = Vec::new();
+        e.on_dns(ip("192.168.7.12"), &[dns("203.0.113.10", &["ok.example.org"])], R, 1001, &mut fx);
+        assert!(sets(&fx).is_empty());
+        assert_eq!(e.explain(PHONE, "203.0.113.10", 1001).unwrap().rule, "consent:ok.example.org");
+        // And an outside name is no consent for a flow either.
+        let mut fx = Vec::new();
+        assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.9"), 1002, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    }
+
+    #[test]
+    fn spoofed_and_unasked_answers_are_ignored_and_counted() {
+        let mut e = engine(Mode::Enforce, Verdict::Quarantine, Verdict::Allow);
+        let a = DnsAnswer { client: ip("192.168.7.12"), server: ip("192.0.2.53"), proto: 17, client_port: 5000, server_port: 53, qname: "t".into(), records: vec![] };
+        let spoofed = Provenance { hook: Some(2), ct_info: Some(2), ct_orig: None };
+        assert_eq!(e.vouch(&a, &spoofed), None);
+        assert_eq!(e.counters.dns_unsolicited, 1);
+        let asked = Provenance { hook: Some(2), ct_info: Some(3), ct_orig: Some(trust::asked_flow(&a)) };
+        assert_eq!(e.vouch(&a, &asked), Some(Resolver::Outside(ip("192.0.2.53"))));
+        let other = DnsAnswer { client: ip("192.168.7.11"), ..a.clone() };
+        assert_eq!(e.vouch(&other, &asked), None, "another device's flow");
+        assert_eq!(e.counters.dns_unsolicited, 2);
+    }
+
+    #[test]
+    fn a_block_given_by_a_name_survives_an_unrelated_consent_and_reload() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.99", &["tracking.example.com"])], R, 1001, &mut fx);
+        assert_eq!(sets(&fx).len(), 1);
+        // The name's answer expires from the cache; the block keeps its names.
+        let later = 1001 + 300 + crate::namecache::GRACE_SECS + 1;
+        e.tick(later);
+        let mut fx = Vec::new();
+        e.consent(PHONE, "other.example.net".parse().unwrap(), later, &mut fx);
+        assert!(sets(&fx).is_empty(), "an unrelated consent lifts nothing: {fx:?}");
+        let lists = std::mem::take(&mut e.policy.lists);
+        let mut fx = Vec::new();
+        e.reload(Policy::new(config(Mode::Enforce, Verdict::Block, Verdict::Allow), lists), later, &mut fx);
+        assert!(sets(&fx).is_empty(), "a reload with the same policy lifts nothing: {fx:?}");
+        assert!(e.explain(PHONE, "192.0.2.99", later).unwrap().blocked_now);
+        // A consent for that name lifts it; so does a mode change.
+        let mut fx = Vec::new();
+        e.consent(PHONE, "tracking.example.com".parse().unwrap(), later, &mut fx);
+        assert_eq!(sets(&fx), [SetChange::Delete(Elem::Block(PHONE, ip("192.0.2.99")))]);
+    }
+
+    #[test]
+    fn a_reload_that_drops_the_list_lifts_its_blocks_and_quarantines() {
+        let mut e = engine(Mode::Enforce, Verdict::Quarantine, Verdict::Allow);
+        let mut fx = Vec::new();
+        e.on_flow(&flow("192.168.7.11", "203.0.113.7"), 1001, &mut fx);
+        assert!(e.is_quarantined(CAM));
+        assert_eq!(e.state().quarantines[&CAM].dst, Some(ip("203.0.113.7")));
+        // The same policy keeps it.
+        let lists = std::mem::take(&mut e.policy.lists);
+        let mut fx = Vec::new();
+        e.reload(Policy::new(config(Mode::Enforce, Verdict::Quarantine, Verdict::Allow), lists.clone()), 1002, &mut fx);
+        assert!(e.is_quarantined(CAM) && fx.is_empty(), "{fx:?}");
+        // denied = block now: the quarantine gives way to a block of that destination.
+        let mut fx = Vec::new();
+        e.reload(Policy::new(config(Mode::Enforce, Verdict::Block, Verdict::Allow), lists.clone()), 1003, &mut fx);
+        assert!(!e.is_quarantined(CAM));
+        let s = sets(&fx);
+        assert!(s.contains(&SetChange::Delete(Elem::QuarantineMac(CAM))), "{s:?}");
+        assert!(s.contains(&SetChange::Add { elem: Elem::Block(CAM, ip("203.0.113.7")), timeout: Some(BLOCK_TIMEOUT) }), "{s:?}");
+        assert!(logs(&fx).iter().any(|l| l.starts_with("RELEASE device=02:00:00:00:07:01") && l.contains("rule=list:bad because=list:bad")), "{:?}", logs(&fx));
+        // Monitor mode: nothing stays enforced.
+        let mut fx = Vec::new();
+        e.reload(Policy::new(config(Mode::Monitor, Verdict::Block, Verdict::Allow), lists), 1004, &mut fx);
+        assert_eq!(sets(&fx), [SetChange::Delete(Elem::Block(CAM, ip("203.0.113.7")))]);
+        // A quarantine by hand stays whatever the policy says.
+        let mut fx = Vec::new();
+        e.quarantine_manual(PHONE, 1005, &mut fx);
+        e.consent(PHONE, "any".parse().unwrap(), 1005, &mut fx);
+        assert!(e.is_quarantined(PHONE));
+    }
+
+    #[test]
+    fn a_consent_lifts_the_quarantine_it_answers() {
+        let mut e = engine(Mode::Enforce, Verdict::Quarantine, Verdict::Allow);
+        let mut fx = Vec::new();
+        e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.99", &["tracking.example.com"])], R, 1001, &mut fx);
+        assert!(e.is_quarantined(PHONE));
+        let mut fx = Vec::new();
+        e.consent(PHONE, "=other.example.com".parse().unwrap(), 1002, &mut fx);
+        assert!(e.is_quarantined(PHONE), "an unrelated consent: {fx:?}");
+        e.consent(PHONE, "tracking.example.com".parse().unwrap(), 1002, &mut fx);
+        assert!(!e.is_quarantined(PHONE));
+        assert!(logs(&fx).iter().any(|l| l.starts_with("RELEASE ") && l.contains("because=consent:tracking.example.com")), "{:?}", logs(&fx));
     }
 }

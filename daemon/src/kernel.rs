@@ -15,6 +15,7 @@ use crate::netlink::nftables::{ElemBatch, ElemKey};
 use crate::netlink::{nflog, route};
 use crate::netlink::socket::{self, NlSocket, RecvError};
 use crate::nft::{Elem, SetChange};
+use crate::trust::Provenance;
 
 const RT_RCVBUF: usize = 4 << 20;
 /// A burst of answers (a page load resolves dozens of names) must not overrun.
@@ -114,21 +115,34 @@ impl Kernel {
         Ok(socket::conntrack_dump(&self.ct_req).await?.iter().filter_map(counters).collect())
     }
 
-    /// Subscribes to the NFLOG group that carries DNS answers.
-    pub async fn bind_dns(&self, group: u16) -> anyhow::Result<()> {
+    /// Subscribes to the NFLOG group that carries DNS answers; true when
+    /// each comes with its conntrack entry (see `socket::nflog_bind`).
+    pub async fn bind_dns(&self, group: u16) -> anyhow::Result<bool> {
         socket::nflog_bind(&self.dns, group).await.with_context(|| format!("binding NFLOG group {group} for DNS answers"))
     }
 
     /// DNS answers from the NFLOG group; the count of packets that were
     /// not a readable answer comes back too.
-    pub async fn read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<(Vec<DnsAnswer>, u64)> {
+    pub async fn read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<(Vec<Snooped>, u64)> {
         let n = self.dns.recv(buf).await?;
         Ok(dns_answers(&buf[..n]))
     }
 
     /// DNS answers already queued, without waiting; `None` when there are none.
-    pub fn try_read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(Vec<DnsAnswer>, u64)>> {
+    pub fn try_read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(Vec<Snooped>, u64)>> {
         Ok(self.dns.try_recv(buf)?.map(|n| dns_answers(&buf[..n])))
+    }
+
+    /// Fills in the conntrack entry of each answer NFLOG sent without one
+    /// (kernels without conntrack's netlink glue), so that leash can check
+    /// the device asked: the flow its answer would be the reply of.
+    pub async fn look_up_flows(&self, answers: &mut [Snooped]) {
+        for (a, p) in answers.iter_mut().filter(|(_, p)| p.ct_orig.is_none()) {
+            match socket::conntrack_get(&self.ct_req, &crate::trust::asked_flow(a)).await {
+                Ok(entry) => p.ct_orig = entry.map(|e| e.orig),
+                Err(e) => tracing::warn!(error = %e, client = %a.client, "looking up a DNS answer's flow failed; the answer will not count"),
+            }
+        }
     }
 
     /// Deletes one flow by its original tuple; false when it was gone already.
@@ -190,15 +204,18 @@ impl Kernel {
     }
 }
 
+/// A DNS answer read from NFLOG, with what the kernel said of its packet.
+pub type Snooped = (DnsAnswer, Provenance);
+
 /// The DNS answers in one NFLOG datagram, and how many packets in it were
 /// not a readable answer.
-fn dns_answers(buf: &[u8]) -> (Vec<DnsAnswer>, u64) {
+fn dns_answers(buf: &[u8]) -> (Vec<Snooped>, u64) {
     let mut answers = Vec::new();
     let mut bad = 0;
     for msg in conntrack::messages(buf) {
         match msg.and_then(nflog::parse_message) {
             Ok(Some(p)) => match dns::parse_packet(p.payload) {
-                Ok(a) => answers.push(a),
+                Ok(a) => answers.push((a, Provenance { hook: p.hook, ct_info: p.ct_info, ct_orig: p.ct_orig })),
                 Err(e) => {
                     bad += 1;
                     tracing::debug!(error = %e, "not a readable DNS answer");

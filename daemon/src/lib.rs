@@ -15,6 +15,7 @@ pub mod mac;
 pub mod netlink;
 pub mod selector;
 pub mod vendor;
+pub mod trust;
 pub mod verdict;
 pub mod alert;
 pub mod destinations;

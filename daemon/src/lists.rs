@@ -477,7 +477,7 @@ mod tests {
     }
 
     fn dst<'a>(names: &'a [String], addr: Option<&str>) -> Destination<'a> {
-        Destination { addr: addr.and_then(|a| a.parse().ok()), names, country: None, asn: None }
+        Destination { addr: addr.and_then(|a| a.parse().ok()), names, trusted: names.len(), country: None, asn: None }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::mac::Mac;
+use crate::trust::Resolver;
 
 /// Names kept per (device, address): a CNAME chain rarely has more.
 pub const NAMES_PER_ENTRY: usize = 4;
@@ -19,8 +20,61 @@ pub const MAX_TTL_SECS: u64 = 86_400;
 
 #[derive(Debug)]
 struct Entry {
-    names: heapless::Vec<Arc<str>, NAMES_PER_ENTRY>,
+    names: heapless::Vec<(Arc<str>, Resolver), NAMES_PER_ENTRY>,
     expires: u64,
+}
+
+/// The names a device resolved to one address, with the resolver of each:
+/// those of the router's own resolver first (`list[..trusted]`, the only
+/// ones that may grant consent), then those of outside resolvers; each
+/// group in the order learned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub list: Vec<String>,
+    /// The resolver of each name of `list`.
+    pub via: Vec<Resolver>,
+    pub trusted: usize,
+}
+
+impl Names {
+    /// Names the owner or configuration gave (`explain DEVICE NAME`): trusted.
+    pub fn given(list: Vec<String>) -> Names {
+        let n = list.len();
+        Names { via: vec![Resolver::Router; n], list, trusted: n }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Adds names not there yet (a block keeps the names that gave it).
+    pub fn merge(&mut self, other: &Names) {
+        for (n, r) in other.list.iter().zip(&other.via) {
+            self.push(n, *r);
+        }
+    }
+
+    fn push(&mut self, name: &str, via: Resolver) {
+        if let Some(i) = self.list.iter().position(|n| n == name) {
+            if via.vouches_for_consent() && i >= self.trusted {
+                // Also resolved through the router now: move it up.
+                let n = self.list.remove(i);
+                self.via.remove(i);
+                self.list.insert(self.trusted, n);
+                self.via.insert(self.trusted, via);
+                self.trusted += 1;
+            }
+            return;
+        }
+        if via.vouches_for_consent() {
+            self.list.insert(self.trusted, name.to_string());
+            self.via.insert(self.trusted, via);
+            self.trusted += 1;
+        } else {
+            self.list.push(name.to_string());
+            self.via.push(via);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -44,28 +98,33 @@ impl NameCache {
         NameCache { map: HashMap::new(), max_entries: max_entries.max(1), max_bytes: max_bytes.max(256), bytes: 0, evicted: 0 }
     }
 
-    /// Records that `mac` resolved `names` to `addr` with `ttl` seconds.
-    pub fn insert(&mut self, mac: Mac, addr: IpAddr, names: &[String], ttl: u32, now: u64) {
+    /// Records that `mac` resolved `names` to `addr` with `ttl` seconds,
+    /// through `via`.
+    pub fn insert(&mut self, mac: Mac, addr: IpAddr, names: &[String], via: Resolver, ttl: u32, now: u64) {
         let expires = now + (ttl as u64).min(MAX_TTL_SECS) + GRACE_SECS;
         if let Some(e) = self.map.get_mut(&(mac, addr)) {
             e.expires = e.expires.max(expires);
             for n in names {
-                if e.names.iter().any(|have| &**have == n.as_str()) {
+                if let Some(have) = e.names.iter_mut().find(|(have, _)| &**have == n.as_str()) {
+                    // The router's word on a name outranks an outside resolver's.
+                    if via.vouches_for_consent() {
+                        have.1 = via;
+                    }
                     continue;
                 }
                 if e.names.is_full() {
                     // Keep the newest: drop the oldest name.
                     let old = e.names.remove(0);
-                    self.bytes -= old.len();
+                    self.bytes -= old.0.len();
                 }
                 self.bytes += n.len();
-                let _ = e.names.push(Arc::from(n.as_str()));
+                let _ = e.names.push((Arc::from(n.as_str()), via));
             }
         } else {
             let mut e = Entry { names: heapless::Vec::new(), expires };
             for n in names.iter().rev().take(NAMES_PER_ENTRY).rev() {
                 self.bytes += n.len();
-                let _ = e.names.push(Arc::from(n.as_str()));
+                let _ = e.names.push((Arc::from(n.as_str()), via));
             }
             self.map.insert((mac, addr), e);
         }
@@ -75,11 +134,14 @@ impl NameCache {
     }
 
     /// The names for (device, address) that have not expired.
-    pub fn names(&self, mac: Mac, addr: IpAddr, now: u64) -> Vec<String> {
-        match self.map.get(&(mac, addr)) {
-            Some(e) if e.expires > now => e.names.iter().map(|n| n.to_string()).collect(),
-            _ => Vec::new(),
+    pub fn names(&self, mac: Mac, addr: IpAddr, now: u64) -> Names {
+        let mut out = Names::default();
+        if let Some(e) = self.map.get(&(mac, addr)).filter(|e| e.expires > now) {
+            for (n, via) in &e.names {
+                out.push(n, *via);
+            }
         }
+        out
     }
 
     pub fn expire(&mut self, now: u64) {
@@ -87,7 +149,7 @@ impl NameCache {
         self.map.retain(|_, e| {
             let keep = e.expires > now;
             if !keep {
-                freed += e.names.iter().map(|n| n.len()).sum::<usize>();
+                freed += e.names.iter().map(|n| n.0.len()).sum::<usize>();
             }
             keep
         });
@@ -100,7 +162,7 @@ impl NameCache {
             // Evict the entry closest to expiry: the least useful one.
             let Some(k) = self.map.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| *k) else { break };
             if let Some(e) = self.map.remove(&k) {
-                self.bytes -= e.names.iter().map(|n| n.len()).sum::<usize>();
+                self.bytes -= e.names.iter().map(|n| n.0.len()).sum::<usize>();
             }
             self.evicted += 1;
             if self.evicted.is_power_of_two() {
@@ -119,6 +181,7 @@ mod tests {
     use super::*;
 
     const M: Mac = Mac([2, 0, 0, 0, 7, 1]);
+    const R: Resolver = Resolver::Router;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -130,8 +193,8 @@ mod tests {
     #[test]
     fn keeps_names_until_ttl_plus_grace() {
         let mut c = NameCache::new(100, 10_000);
-        c.insert(M, ip("203.0.113.7"), &names(&["alias.example.net", "tracking.example.com"]), 60, 1000);
-        assert_eq!(c.names(M, ip("203.0.113.7"), 1000 + 60 + GRACE_SECS - 1), names(&["alias.example.net", "tracking.example.com"]));
+        c.insert(M, ip("203.0.113.7"), &names(&["alias.example.net", "tracking.example.com"]), R, 60, 1000);
+        assert_eq!(c.names(M, ip("203.0.113.7"), 1000 + 60 + GRACE_SECS - 1).list, names(&["alias.example.net", "tracking.example.com"]));
         assert!(c.names(M, ip("203.0.113.7"), 1000 + 60 + GRACE_SECS).is_empty());
         assert!(c.names(Mac([2, 0, 0, 0, 7, 2]), ip("203.0.113.7"), 1000).is_empty(), "per device");
         c.expire(1000 + 60 + GRACE_SECS);
@@ -140,12 +203,29 @@ mod tests {
     }
 
     #[test]
+    fn router_names_come_first_and_outrank_outside_ones() {
+        let mut c = NameCache::new(100, 10_000);
+        let out = Resolver::Outside(ip("192.0.2.53"));
+        c.insert(M, ip("203.0.113.7"), &names(&["ok.example.org"]), out, 60, 1000);
+        c.insert(M, ip("203.0.113.7"), &names(&["cdn.example.net"]), R, 60, 1000);
+        let n = c.names(M, ip("203.0.113.7"), 1000);
+        assert_eq!((n.list.clone(), n.trusted), (names(&["cdn.example.net", "ok.example.org"]), 1));
+        assert_eq!(n.via, [R, out]);
+        // The router resolves it too: now it vouches.
+        c.insert(M, ip("203.0.113.7"), &names(&["ok.example.org"]), R, 60, 1000);
+        assert_eq!(c.names(M, ip("203.0.113.7"), 1000).trusted, 2);
+        let mut kept = Names::given(names(&["a.example"]));
+        kept.merge(&Names { list: names(&["b.example", "a.example"]), via: vec![out, out], trusted: 0 });
+        assert_eq!((kept.list, kept.trusted), (names(&["a.example", "b.example"]), 1));
+    }
+
+    #[test]
     fn merges_and_caps_names_per_entry() {
         let mut c = NameCache::new(100, 10_000);
         for i in 0..10 {
-            c.insert(M, ip("203.0.113.7"), &[format!("n{i}.example.com")], 60, 1000);
+            c.insert(M, ip("203.0.113.7"), &[format!("n{i}.example.com")], R, 60, 1000);
         }
-        let got = c.names(M, ip("203.0.113.7"), 1000);
+        let got = c.names(M, ip("203.0.113.7"), 1000).list;
         assert_eq!(got.len(), NAMES_PER_ENTRY);
         assert_eq!(got.last().unwrap(), "n9.example.com");
         assert_eq!(c.stats().bytes, got.iter().map(|n| n.len()).sum::<usize>());
@@ -155,18 +235,18 @@ mod tests {
     fn caps_entries_and_bytes_and_counts_evictions() {
         let mut c = NameCache::new(10, 100_000);
         for i in 0..50u8 {
-            c.insert(M, IpAddr::from([203, 0, 113, i]), &names(&["x.example.com"]), i as u32, 1000);
+            c.insert(M, IpAddr::from([203, 0, 113, i]), &names(&["x.example.com"]), R, i as u32, 1000);
         }
         assert_eq!(c.stats().entries, 10);
         assert_eq!(c.stats().evicted, 40);
         assert!(!c.names(M, ip("203.0.113.49"), 1000).is_empty(), "longest-lived stay");
         let mut c = NameCache::new(1000, 300);
         for i in 0..50u8 {
-            c.insert(M, IpAddr::from([203, 0, 113, i]), &[format!("{}.example.com", "a".repeat(40))], 60, 1000);
+            c.insert(M, IpAddr::from([203, 0, 113, i]), &[format!("{}.example.com", "a".repeat(40))], R, 60, 1000);
         }
         assert!(c.stats().bytes <= 300);
         assert!(c.stats().evicted > 0);
-        c.insert(M, ip("203.0.113.1"), &names(&["x"]), u32::MAX, 1000);
+        c.insert(M, ip("203.0.113.1"), &names(&["x"]), R, u32::MAX, 1000);
         assert!(c.names(M, ip("203.0.113.1"), 1000 + MAX_TTL_SECS + GRACE_SECS).is_empty(), "TTL clamped");
     }
 }

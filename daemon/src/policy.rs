@@ -84,9 +84,12 @@ impl Policy {
         let profile = self.profile_of(mac);
         let configured = self.device_config(mac).map(|d| d.consent.as_slice()).unwrap_or(&[]);
         let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: profile.name.clone() };
-        let consent = match configured.iter().find(|s| s.matches(dst)) {
+        // Names from an outside resolver count for the deny lists below,
+        // never for a consent.
+        let asked = dst.for_consent();
+        let consent = match configured.iter().find(|s| s.matches(&asked)) {
             Some(s) => Some(s.clone()),
-            None => granted.into_iter().find(|s| s.matches(dst)).cloned(),
+            None => granted.into_iter().find(|s| s.matches(&asked)).cloned(),
         };
         if let Some(s) = consent {
             return verdict_of(Verdict::Allow, Rule::Consent(s));

@@ -28,8 +28,20 @@ pub struct Destination<'a> {
     pub addr: Option<IpAddr>,
     /// DNS names the device resolved to this address, lower-case.
     pub names: &'a [String],
+    /// `names[..trusted]` came from the router's own resolver: only these
+    /// may match a consent (SPEC §2 "Which answers count").
+    pub trusted: usize,
     pub country: Option<[u8; 2]>,
     pub asn: Option<u32>,
+}
+
+impl<'a> Destination<'a> {
+    /// The destination as a consent sees it: without the names only an
+    /// outside resolver gave.
+    pub fn for_consent(&self) -> Destination<'a> {
+        let names = &self.names[..self.trusted.min(self.names.len())];
+        Destination { names, trusted: names.len(), ..self.clone() }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -197,7 +209,7 @@ mod tests {
     #[test]
     fn matches_destination() {
         let names = vec!["cdn.ring.com".to_string()];
-        let d = Destination { addr: Some("203.0.113.7".parse().unwrap()), names: &names, country: Some(*b"CN"), asn: Some(4808) };
+        let d = Destination { addr: Some("203.0.113.7".parse().unwrap()), names: &names, trusted: names.len(), country: Some(*b"CN"), asn: Some(4808) };
         assert!(sel("ring.com").matches(&d));
         assert!(!sel("=ring.com").matches(&d));
         assert!(sel("203.0.113.0/24").matches(&d));

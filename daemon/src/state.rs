@@ -39,6 +39,20 @@ pub struct Quarantine {
     /// Addresses in the inbound-drop sets, so that release removes them all.
     #[serde(default)]
     pub addrs: BTreeSet<IpAddr>,
+    /// The destination that earned it and the names it had then (the
+    /// router's resolver's first, `names_trusted` of them), so that it is
+    /// judged again when consents or the configuration change. None for
+    /// a quarantine by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub names_trusted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Devices remembered for learning; beyond this the oldest are dropped.
@@ -161,7 +175,7 @@ mod tests {
         s.consents.entry(mac).or_default().insert("203.0.113.0/24".parse().unwrap());
         s.quarantines.insert(
             mac,
-            Quarantine { since: 5, rule: "list:telemetry".into(), addrs: ["192.168.1.23".parse().unwrap()].into() },
+            Quarantine { since: 5, rule: "list:telemetry".into(), addrs: ["192.168.1.23".parse().unwrap()].into(), dst: Some("203.0.113.7".parse().unwrap()), names: vec!["t.example.cn".into()], names_trusted: 1 },
         );
         s.first_seen.insert(mac, 4);
         s

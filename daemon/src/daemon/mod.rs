@@ -35,7 +35,7 @@ const NEIGH_REFRESH: Duration = Duration::from_millis(20);
 /// Waiting for its device to be identified.
 enum Parked {
     Flow(Flow),
-    Dns(std::net::IpAddr, Vec<crate::dns::AddrRecord>),
+    Dns(std::net::IpAddr, Vec<crate::dns::AddrRecord>, crate::trust::Resolver),
 }
 /// Seconds between readings of running flows' byte counters.
 const COUNTERS_EVERY: u64 = 10;
@@ -206,7 +206,7 @@ impl Daemon {
         match r {
             CtRead::Flows(flows, ended) => {
                 self.engine.counters.ct_new_events += flows.len() as u64;
-                let mut unknown = self.catch_up_dns(dns_buf, &mut fx);
+                let mut unknown = self.catch_up_dns(dns_buf, &mut fx).await;
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
                         self.park(Parked::Flow(f), now);
@@ -285,10 +285,11 @@ impl Daemon {
         }
     }
 
-    async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::dns::DnsAnswer>, u64)>) {
+    async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::kernel::Snooped>, u64)>) {
         match r {
-            Ok((answers, bad)) => {
+            Ok((mut answers, bad)) => {
                 let mut fx = Vec::new();
+                self.kernel.look_up_flows(&mut answers).await;
                 if self.take_answers(answers, bad, &mut fx) {
                     self.identify(&mut fx).await;
                 }
@@ -303,18 +304,20 @@ impl Daemon {
     }
 
     /// Judges snooped answers; returns true when some wait for their device.
-    fn take_answers(&mut self, answers: Vec<crate::dns::DnsAnswer>, bad: u64, fx: &mut Vec<Effect>) -> bool {
+    fn take_answers(&mut self, answers: Vec<crate::kernel::Snooped>, bad: u64, fx: &mut Vec<Effect>) -> bool {
         let now = now();
         self.engine.counters.dns_errors += bad;
         let mut unknown = false;
-        for a in answers {
-            if self.engine.on_dns(a.client, &a.records, now, fx) {
+        for (a, provenance) in answers {
+            // Spoofed or unasked: names nothing, changes nothing.
+            let Some(via) = self.engine.vouch(&a, &provenance) else { continue };
+            if self.engine.on_dns(a.client, &a.records, via, now, fx) {
                 continue;
             }
             // The router sent this answer, so it knows the device's
             // MAC: its neighbour event just has not been read yet.
             if self.engine.net.is_lan_addr(a.client) {
-                self.park(Parked::Dns(a.client, a.records), now);
+                self.park(Parked::Dns(a.client, a.records, via), now);
                 unknown = true;
             } else {
                 self.engine.counters.dns_unknown_client += 1;
@@ -327,11 +330,14 @@ impl Daemon {
     /// queued before the device even has it, so before its flow's NEW
     /// event: taking them first means a flow is judged with its names,
     /// whichever socket the event loop happened to poll first.
-    fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> bool {
+    async fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> bool {
         let mut unknown = false;
         while self.dns_bound {
             match self.kernel.try_read_dns(buf) {
-                Ok(Some((answers, bad))) => unknown |= self.take_answers(answers, bad, fx),
+                Ok(Some((mut answers, bad))) => {
+                    self.kernel.look_up_flows(&mut answers).await;
+                    unknown |= self.take_answers(answers, bad, fx);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.engine.counters.kernel_errors += 1;
@@ -346,7 +352,12 @@ impl Daemon {
     async fn bind_dns(&mut self) {
         let group = self.engine.policy().config.daemon.dns_nflog_group;
         match self.kernel.bind_dns(group).await {
-            Ok(()) => self.dns_bound = true,
+            Ok(with_ct) => {
+                self.dns_bound = true;
+                if !with_ct {
+                    tracing::info!(group, "this kernel cannot attach conntrack entries to NFLOG packets (no conntrack netlink glue): leash looks up each DNS answer's flow itself");
+                }
+            }
             Err(e) => {
                 self.dns_bound = false;
                 tracing::error!(error = %e, group, "DNS answers will not be seen: destinations are judged by address, country and AS only");
@@ -404,7 +415,7 @@ impl Daemon {
         while let Some((p, until)) = self.pending.pop_front() {
             let judged = match &p {
                 Parked::Flow(f) => self.engine.on_flow(f, now, fx) != FlowOutcome::Unidentified,
-                Parked::Dns(client, records) => self.engine.on_dns(*client, records, now, fx),
+                Parked::Dns(client, records, via) => self.engine.on_dns(*client, records, *via, now, fx),
             };
             if judged {
                 continue;
@@ -421,7 +432,7 @@ impl Daemon {
                 Parked::Flow(f) => {
                     tracing::warn!(src = %f.src, dst = %f.dst, "flow from a LAN address with no known MAC; not judged")
                 }
-                Parked::Dns(client, _) => {
+                Parked::Dns(client, ..) => {
                     self.engine.counters.dns_unknown_client += 1;
                     tracing::warn!(client = %client, "DNS answer to a LAN address with no known MAC; not judged");
                 }

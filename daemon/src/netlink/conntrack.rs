@@ -178,6 +178,18 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
     Ok(Some(ev))
 }
 
+/// The original tuple inside a nest of conntrack attributes (NFLOG's and
+/// NFQUEUE's `NFULA_CT`/`NFQA_CT`); `None` when the nest has none.
+pub fn orig_tuple(nest: &Attr) -> Result<Option<Tuple>, DecodeError> {
+    for a in nest.attrs() {
+        let a = a?;
+        if a.ty == CTA_TUPLE_ORIG {
+            return parse_tuple(&a).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 fn parse_counters(a: &Attr) -> Result<(Option<u64>, Option<u64>), DecodeError> {
     let (mut packets, mut bytes) = (None, None);
     for c in a.attrs() {
@@ -261,8 +273,19 @@ pub fn dump_request(seq: u32) -> Vec<u8> {
 /// Deletes the entry whose original tuple is `orig` in `zone`; asks for an
 /// ack so that "gone already" (ENOENT) can be told from success.
 pub fn delete_request(seq: u32, orig: &Tuple, zone: u16) -> Vec<u8> {
+    entry_request(IPCTNL_MSG_CT_DELETE, seq, orig, zone)
+}
+
+/// Asks for the one entry that has `tuple` in either direction (zone 0):
+/// the kernel answers with the entry (a CT_NEW message) and an ack, or
+/// ENOENT.
+pub fn get_request(seq: u32, tuple: &Tuple) -> Vec<u8> {
+    entry_request(IPCTNL_MSG_CT_GET, seq, tuple, 0)
+}
+
+fn entry_request(msg: u8, seq: u32, orig: &Tuple, zone: u16) -> Vec<u8> {
     let mut w = NlWriter::new();
-    w.begin_msg(ct_type(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, seq);
+    w.begin_msg(ct_type(msg), NLM_F_REQUEST | NLM_F_ACK, seq);
     // The kernel reads the tuple's addresses by this family.
     w.nfgenmsg(if orig.src.is_ipv4() { AF_INET } else { AF_INET6 }, 0);
     let t = w.begin_nested(CTA_TUPLE_ORIG);

@@ -481,9 +481,9 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
     let ns = Netns::new();
     ns.run(|| async {
         run(&["ip", "link", "set", "lo", "up"]);
-        nft_file("table inet T {\n chain out {\n type filter hook output priority 0;\n udp sport 53 log prefix \"dns\" group 5335\n }\n}\n");
+        nft_file("table inet T {\n chain out {\n type filter hook output priority 0;\n udp sport 53 ct direction reply log prefix \"dns\" group 5335\n }\n}\n");
         let sock = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
-        nflog_bind(&sock, 5335).await.unwrap();
+        assert!(nflog_bind(&sock, 5335).await.unwrap(), "this kernel attaches conntrack entries to NFLOG packets");
         // The kernel gives a group one listener: a second bind is refused clearly.
         let other = NlSocket::open(NETLINK_NETFILTER, &[], 0).unwrap();
         let err = nflog_bind(&other, 5335).await.unwrap_err();
@@ -523,7 +523,7 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
             let found = super::nla::Messages::new(&buf[..n])
                 .filter_map(|m| m.ok())
                 .filter_map(|m| super::nflog::parse_message(m).ok().flatten())
-                .filter_map(|p| crate::dns::parse_packet(p.payload).ok().map(|a| (p.prefix.map(str::to_string), a)))
+                .filter_map(|p| crate::dns::parse_packet(p.payload).ok().map(|a| ((p.prefix.map(str::to_string), p.ct_info, p.ct_orig), a)))
                 .find(|(_, a)| !a.records.is_empty());
             if let Some(f) = found {
                 break f;
@@ -531,8 +531,29 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         };
         // Queue threshold 1: no waiting for the kernel's 1 s flush timer.
         assert!(answered.elapsed() < Duration::from_millis(500), "NFLOG took {:?}", answered.elapsed());
-        let (prefix, answer) = pkt;
+        let ((prefix, ct_info, ct_orig), answer) = pkt;
         assert_eq!(prefix.as_deref(), Some("dns"));
+        // The answer is the reply of the flow the asker opened to the
+        // resolver: NFLOG attaches the entry where the kernel has
+        // conntrack's netlink glue (CONFIG_NETFILTER_NETLINK_GLUE_CT; the
+        // lab kernel has not), else leash looks it up by the tuple.
+        let orig = match ct_orig {
+            Some(orig) => {
+                assert_eq!(ct_info, Some(super::nflog::IP_CT_ESTABLISHED_REPLY));
+                orig
+            }
+            None => {
+                let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
+                let entry = super::socket::conntrack_get(&req, &crate::trust::asked_flow(&answer)).await.unwrap();
+                entry.expect("the query's conntrack entry").orig
+            }
+        };
+        assert_eq!((orig.src, orig.dst, orig.proto, orig.dport), (ip("127.0.0.1"), ip("127.0.0.1"), 17, 53));
+        assert_eq!(orig.sport, udp.local_addr().unwrap().port());
+        // A flow nobody opened is not found.
+        let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
+        let nobody = crate::netlink::conntrack::Tuple { sport: 1, ..orig };
+        assert!(super::socket::conntrack_get(&req, &nobody).await.unwrap().is_none());
         assert_eq!(answer.qname, "tracking.example.com");
         assert_eq!((answer.client, answer.server), (ip("127.0.0.1"), ip("127.0.0.1")));
         assert_eq!(answer.records[0].addr, ip("203.0.113.7"));

@@ -7,6 +7,7 @@
 
 pub use super::nla::DecodeError;
 use super::nla::{Msg, NlWriter, NLM_F_ACK, NLM_F_REQUEST};
+use super::conntrack::{self, Tuple};
 use crate::mac::Mac;
 
 pub const NFNL_SUBSYS_ULOG: u8 = 4;
@@ -21,6 +22,8 @@ const NFULA_IFINDEX_OUTDEV: u16 = 5;
 const NFULA_HWADDR: u16 = 8;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
+const NFULA_CT: u16 = 18;
+const NFULA_CT_INFO: u16 = 19;
 
 // Attributes of a config request (enum nfulnl_attr_config).
 const NFULA_CFG_CMD: u16 = 1;
@@ -31,6 +34,13 @@ const NFULA_CFG_FLAGS: u16 = 6;
 const NFULNL_CFG_CMD_BIND: u8 = 1;
 const NFULNL_CFG_CMD_UNBIND: u8 = 2;
 const NFULNL_COPY_PACKET: u8 = 2;
+/// Config flag: attach the packet's conntrack entry (NFULA_CT, NFULA_CT_INFO).
+/// The kernel refuses it (EOPNOTSUPP) without conntrack's netlink glue.
+pub const NFULNL_CFG_F_CONNTRACK: u16 = 0x0002;
+
+/// `enum ip_conntrack_info`: a packet of an established flow in its reply
+/// direction (IP_CT_ESTABLISHED + IP_CT_IS_REPLY).
+pub const IP_CT_ESTABLISHED_REPLY: u32 = 3;
 
 /// Copy whole packets: DNS answers over TCP can be far above 1500 bytes.
 const COPY_RANGE: u32 = 0xffff;
@@ -58,6 +68,12 @@ pub struct NflogPacket<'a> {
     /// The link-layer source address, when the packet came in on an
     /// Ethernet-like device (never on the output hook).
     pub hwaddr: Option<Mac>,
+    /// With `NFULNL_CFG_F_CONNTRACK`: how the packet relates to its
+    /// conntrack entry (`enum ip_conntrack_info`).
+    pub ct_info: Option<u32>,
+    /// With `NFULNL_CFG_F_CONNTRACK`: the original direction of the
+    /// packet's conntrack entry (who opened the flow, to whom).
+    pub ct_orig: Option<Tuple>,
 }
 
 /// Parses one message. `Ok(None)` for anything that is not a logged
@@ -77,6 +93,8 @@ pub fn parse_message(msg: &[u8]) -> Result<Option<NflogPacket<'_>>, DecodeError>
         indev: None,
         outdev: None,
         hwaddr: None,
+        ct_info: None,
+        ct_orig: None,
     };
     for a in attrs {
         let a = a?;
@@ -99,6 +117,8 @@ pub fn parse_message(msg: &[u8]) -> Result<Option<NflogPacket<'_>>, DecodeError>
                 }
             }
             NFULA_PAYLOAD => p.payload = a.value,
+            NFULA_CT_INFO => p.ct_info = Some(a.u32_be()?),
+            NFULA_CT => p.ct_orig = conntrack::orig_tuple(&a)?,
             NFULA_PREFIX => {
                 let end = a.value.iter().position(|&b| b == 0).unwrap_or(a.value.len());
                 p.prefix = std::str::from_utf8(&a.value[..end]).ok();
@@ -117,13 +137,14 @@ fn config_msg(w: &mut NlWriter, group: u16, seq: u32) {
 
 /// The requests that make `group`'s packets come to the sending socket,
 /// whole, one message each with seqs `first_seq..`: bind; copy mode and
-/// a queue threshold of 1; per-instance sequence numbers off.
+/// a queue threshold of 1; the config `flags` (`NFULNL_CFG_F_CONNTRACK`
+/// or 0; per-instance sequence numbers stay off).
 ///
 /// The threshold matters: the kernel's default (100 packets or 1 s)
 /// batches packets, so an answer would reach leash up to a second after
 /// the device, too late to block its first connection (seen in the lab). Send them in order and check each
 /// ack: the later two fail with ENODEV unless the bind succeeded.
-pub fn bind_requests(group: u16, first_seq: u32) -> Vec<Vec<u8>> {
+pub fn bind_requests(group: u16, first_seq: u32, flags: u16) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(3);
 
     let mut w = NlWriter::new();
@@ -145,7 +166,7 @@ pub fn bind_requests(group: u16, first_seq: u32) -> Vec<Vec<u8>> {
     let mut w = NlWriter::new();
     config_msg(&mut w, group, first_seq.wrapping_add(2));
     // No NFULA_SEQ attributes: nothing here uses them.
-    w.attr_u16_be(NFULA_CFG_FLAGS, 0);
+    w.attr_u16_be(NFULA_CFG_FLAGS, flags);
     w.end_msg();
     out.push(w.finish());
     out
@@ -201,7 +222,7 @@ mod tests {
 
     #[test]
     fn bind_request_bytes() {
-        let reqs = bind_requests(5335, 100);
+        let reqs = bind_requests(5335, 100, NFULNL_CFG_F_CONNTRACK);
         assert_eq!(reqs.len(), 3);
         #[rustfmt::skip]
         let bind: &[u8] = &[
@@ -220,7 +241,7 @@ mod tests {
         let flags: &[u8] = &[
             0x1c, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 102, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 seq 102
             0x00, 0x00, 0x14, 0xd7,  // nfgenmsg
-            0x06, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,  // NFULA_CFG_FLAGS = 0
+            0x06, 0x00, 0x06, 0x00, 0x00, 0x02, 0x00, 0x00,  // NFULA_CFG_FLAGS = CONNTRACK (big-endian)
         ];
         // Netlink headers are in host order: these bytes are little-endian.
         if cfg!(target_endian = "little") {
@@ -242,7 +263,7 @@ mod tests {
         let a: Vec<_> = attrs.collect::<Result<_, _>>().unwrap();
         assert_eq!((a[0].ty, a[0].u8().unwrap()), (NFULA_CFG_CMD, NFULNL_CFG_CMD_UNBIND));
         // Seqs wrap instead of overflowing.
-        assert_eq!(Msg::parse(&bind_requests(1, u32::MAX)[2]).unwrap().hdr.seq, 1);
+        assert_eq!(Msg::parse(&bind_requests(1, u32::MAX, 0)[2]).unwrap().hdr.seq, 1);
     }
 
     #[test]

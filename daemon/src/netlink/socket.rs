@@ -490,6 +490,23 @@ pub async fn conntrack_delete(sock: &NlSocket, orig: &Tuple, zone: u16) -> Resul
     }
 }
 
+/// The conntrack entry that has `tuple` in either direction, if any.
+pub async fn conntrack_get(sock: &NlSocket, tuple: &Tuple) -> Result<Option<CtEvent>, NlError> {
+    let req = conntrack::get_request(sock.next_seq(), tuple);
+    match sock.request(&req).await {
+        Ok(msgs) => {
+            for m in &msgs {
+                if let Some(ev) = conntrack::parse_dump_message(m).map_err(NlError::Decode)? {
+                    return Ok(Some(ev));
+                }
+            }
+            Ok(None)
+        }
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies a set-element batch and checks every ack.
 ///
 /// The kernel runs a batch as one transaction: one failing message aborts
@@ -528,15 +545,27 @@ pub async fn nft_apply(sock: &NlSocket, batch: &ElemBatch) -> Result<(), NlError
 }
 
 /// Makes NFLOG `group`'s packets come to `sock` (whole packets, one per
-/// datagram). Open `sock` with no groups and a large receive buffer: a
-/// burst of answers must not overrun it.
+/// datagram), each with its conntrack entry attached where the kernel can
+/// (returns true then; false on a kernel without conntrack's netlink glue,
+/// where packets come without it). Open `sock` with no groups and a large
+/// receive buffer: a burst of answers must not overrun it.
 ///
 /// Packets that arrive between the bind and the last ack are dropped by
 /// `exchange` (they are not replies); that only happens at start-up.
-pub async fn nflog_bind(sock: &NlSocket, group: u16) -> Result<(), NlError> {
+pub async fn nflog_bind(sock: &NlSocket, group: u16) -> Result<bool, NlError> {
     let first = sock.alloc_seq(3);
-    for req in nflog::bind_requests(group, first) {
-        match sock.request(&req).await {
+    let reqs = nflog::bind_requests(group, first, nflog::NFULNL_CFG_F_CONNTRACK);
+    let mut with_ct = true;
+    for (i, req) in reqs.iter().enumerate() {
+        let r = match sock.request(req).await {
+            Err(e) if i == 2 && e.errno() == Some(libc::EOPNOTSUPP) => {
+                with_ct = false;
+                let plain = nflog::bind_requests(group, sock.alloc_seq(3), 0);
+                sock.request(&plain[2]).await
+            }
+            r => r,
+        };
+        match r {
             Ok(_) => {}
             // EPERM: the group belongs to another socket (kernel 6.18, in
             // the lab); EBUSY: this socket bound it already.
@@ -551,8 +580,8 @@ pub async fn nflog_bind(sock: &NlSocket, group: u16) -> Result<(), NlError> {
             Err(e) => return Err(e),
         }
     }
-    tracing::debug!(group, port = sock.port_id(), "bound NFLOG group");
-    Ok(())
+    tracing::debug!(group, port = sock.port_id(), with_ct, "bound NFLOG group");
+    Ok(with_ct)
 }
 
 fn route_events(msgs: &[Vec<u8>]) -> Result<Vec<RouteEvent>, NlError> {

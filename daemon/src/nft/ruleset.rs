@@ -52,15 +52,15 @@ pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[Elem]) -
     let _ = writeln!(s, "\t\tip daddr @{SET_QUARANTINE_V4} counter drop comment \"inbound to a quarantined device\"");
     let _ = writeln!(s, "\t\tip6 daddr @{SET_QUARANTINE_V6} counter drop comment \"inbound to a quarantined device\"");
     // Answers of outside resolvers a device asked directly (8.8.8.8, ...).
-    let _ = writeln!(s, "\t\tudp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
-    let _ = writeln!(s, "\t\ttcp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
+    let _ = writeln!(s, "\t\tudp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
+    let _ = writeln!(s, "\t\ttcp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
     let _ = writeln!(s, "\t}}");
     // Answers of the router's own resolver (dnsmasq) to LAN devices.
     let _ = writeln!(s, "\tchain dns_out {{");
     let _ = writeln!(s, "\t\ttype filter hook output priority filter - 10; policy accept;");
     if !lan.is_empty() {
-        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} udp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
-        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} tcp sport 53 log group {dns_group} comment \"DNS answers to leash\"");
+        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} udp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
+        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} tcp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
     }
     let _ = writeln!(s, "\t}}");
     let _ = writeln!(s, "}}");
@@ -121,13 +121,13 @@ table inet leash {
 	chain lan_in {
 		ip daddr @quarantine_v4 counter drop comment "inbound to a quarantined device"
 		ip6 daddr @quarantine_v6 counter drop comment "inbound to a quarantined device"
-		udp sport 53 log group 5335 comment "DNS answers to leash"
-		tcp sport 53 log group 5335 comment "DNS answers to leash"
+		udp sport 53 ct direction reply log group 5335 comment "DNS answers to leash"
+		tcp sport 53 ct direction reply log group 5335 comment "DNS answers to leash"
 	}
 	chain dns_out {
 		type filter hook output priority filter - 10; policy accept;
-		oifname { "br-lan", "wlan0" } udp sport 53 log group 5335 comment "DNS answers to leash"
-		oifname { "br-lan", "wlan0" } tcp sport 53 log group 5335 comment "DNS answers to leash"
+		oifname { "br-lan", "wlan0" } udp sport 53 ct direction reply log group 5335 comment "DNS answers to leash"
+		oifname { "br-lan", "wlan0" } tcp sport 53 ct direction reply log group 5335 comment "DNS answers to leash"
 	}
 }
 "#;
