@@ -23,13 +23,33 @@ use crate::netmap::NetMap;
 use crate::nft::{Elem, SetChange};
 use crate::policy::{Judgement, Policy, Rule};
 use crate::selector::{Destination, Selector};
+use crate::journal::{BlockEntry, Line};
 use crate::state::{Quarantine, State, MAX_FIRST_SEEN};
 use crate::trust::{self, Provenance, Resolver};
 use crate::verdict::Verdict;
 
-/// A block element lives this long in the kernel unless the device tries
-/// again (which refreshes it) or the policy changes (which removes it).
+/// A block element lives about this long in the kernel; leash renews it
+/// (`RENEW_AHEAD` before it runs out) while the policy still gives it, so
+/// it only ever expires when leash is gone.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Each block's timeout is shortened by up to this much, by its (device,
+/// address): blocks given in one burst neither expire nor renew at once.
+pub const BLOCK_STAGGER: u64 = 2 * 3600;
+pub const RENEW_AHEAD: u64 = 3600;
+
+/// The timeout of one block element: `BLOCK_TIMEOUT` less its stagger.
+pub fn block_timeout(mac: Mac, dst: IpAddr) -> Duration {
+    // FNV-1a over the key: stable across restarts, spread evenly.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let addr = match dst {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    };
+    for b in mac.0.iter().chain(addr.iter()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    BLOCK_TIMEOUT - Duration::from_secs(h % BLOCK_STAGGER)
+}
 pub const MAX_DEVICES: usize = 4096;
 pub const MAX_BLOCKS: usize = 65_536;
 pub const MAX_SUPPRESS: usize = 16_384;
@@ -68,6 +88,8 @@ pub enum Effect {
     Log(Alert),
     /// The persisted state changed: write it.
     Persist,
+    /// A block given, renewed or lifted: append it to the block journal.
+    Journal(Line),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,13 +358,11 @@ impl Engine {
             }
             return FlowOutcome::Quarantined;
         }
-        if let Some(b) = self.blocks.get_mut(&(mac, flow.dst)) {
-            // A retry that got past the set: only possible once the element
-            // expired in the kernel. Refresh it.
-            if now + BLOCK_TIMEOUT.as_secs() / 2 > b.until {
-                b.until = now + BLOCK_TIMEOUT.as_secs();
-                out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, flow.dst), timeout: Some(BLOCK_TIMEOUT) }));
-            }
+        if self.blocks.contains_key(&(mac, flow.dst)) {
+            // A flow got past the set: its element is missing from the
+            // kernel (a dropped packet never makes a conntrack entry). Put
+            // it back, renewed.
+            self.renew_block(mac, flow.dst, now, out);
             out.push(Effect::Cut(Cut::Flow(*flow)));
             return FlowOutcome::Judged(Verdict::Block);
         }
@@ -577,9 +597,55 @@ impl Engine {
                 tracing::warn!(cap = MAX_BLOCKS, evicted = self.counters.blocks_evicted, "block table full, forgot the block closest to expiry");
             }
         }
-        self.blocks.insert((mac, dst), BlockInfo { rule, until: now + BLOCK_TIMEOUT.as_secs(), names });
+        self.blocks.insert((mac, dst), BlockInfo { rule, until: 0, names });
         self.counters.blocks += 1;
-        out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, dst), timeout: Some(BLOCK_TIMEOUT) }));
+        self.renew_block(mac, dst, now, out);
+    }
+
+    /// (Re)installs a block's element with a fresh timeout, journalled.
+    fn renew_block(&mut self, mac: Mac, dst: IpAddr, now: u64, out: &mut Vec<Effect>) {
+        let timeout = block_timeout(mac, dst);
+        let Some(b) = self.blocks.get_mut(&(mac, dst)) else { return };
+        b.until = now + timeout.as_secs();
+        out.push(Effect::Journal(Line::Add(block_entry(mac, dst, b))));
+        out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, dst), timeout: Some(timeout) }));
+    }
+
+    fn lift_block(&mut self, mac: Mac, dst: IpAddr, out: &mut Vec<Effect>) {
+        if self.blocks.remove(&(mac, dst)).is_some() {
+            out.push(Effect::Journal(Line::Remove { mac, addr: dst }));
+            out.push(Effect::Set(SetChange::Delete(Elem::Block(mac, dst))));
+        }
+    }
+
+    /// The persisted blocks (from the journal) back in memory at start;
+    /// their elements go into the table before anything is judged.
+    pub fn restore_blocks(&mut self, entries: impl IntoIterator<Item = BlockEntry>, now: u64) -> usize {
+        let mut n = 0;
+        for e in entries.into_iter().filter(|e| e.until > now) {
+            let Ok(rule) = e.rule.parse::<Rule>() else {
+                tracing::warn!(device = %e.mac, dst = %e.addr, rule = %e.rule, "persisted block with an unreadable rule skipped");
+                continue;
+            };
+            let trusted = e.trusted.min(e.names.len());
+            let names = Names {
+                via: (0..e.names.len()).map(|i| if i < trusted { Resolver::Router } else { Resolver::Outside(e.addr) }).collect(),
+                list: e.names,
+                trusted,
+            };
+            self.blocks.insert((e.mac, e.addr), BlockInfo { rule, until: e.until, names });
+            n += 1;
+        }
+        n
+    }
+
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Every block as the journal keeps it (for a compaction).
+    pub fn block_entries(&self) -> Vec<BlockEntry> {
+        self.blocks.iter().map(|((m, a), b)| block_entry(*m, *a, b)).collect()
     }
 
     /// `t`: the destination that earned it (none for a manual quarantine),
@@ -719,11 +785,13 @@ impl Engine {
             }
             let j = self.judge(mac, &t);
             if monitor || j.verdict < Verdict::Block {
-                self.blocks.remove(&(mac, ip));
-                out.push(Effect::Set(SetChange::Delete(Elem::Block(mac, ip))));
+                self.lift_block(mac, ip, out);
             } else if let Some(b) = self.blocks.get_mut(&(mac, ip)) {
-                b.rule = j.rule;
-                b.names = t.names;
+                if b.rule != j.rule || b.names != t.names {
+                    b.rule = j.rule;
+                    b.names = t.names;
+                    out.push(Effect::Journal(Line::Add(block_entry(mac, ip, b))));
+                }
             }
         }
         let quarantined: Vec<(Mac, IpAddr)> = self
@@ -755,9 +823,23 @@ impl Engine {
         }
     }
 
-    /// Housekeeping: forget expired blocks and stale suppression entries.
-    pub fn tick(&mut self, now: u64) {
-        self.blocks.retain(|_, b| b.until > now);
+    /// Housekeeping: renew the blocks that run out within `RENEW_AHEAD`
+    /// and that the policy still gives (lift the others), forget expired
+    /// names and stale suppression entries.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let due: Vec<(Mac, IpAddr)> = self.blocks.iter().filter(|(_, b)| b.until <= now + RENEW_AHEAD).map(|(k, _)| *k).collect();
+        for (mac, ip) in due {
+            let mut t = self.target(mac, ip, now);
+            if let Some(b) = self.blocks.get(&(mac, ip)) {
+                t.names.merge(&b.names);
+            }
+            let j = self.judge(mac, &t);
+            if self.monitor() || j.verdict < Verdict::Block {
+                self.lift_block(mac, ip, out);
+            } else {
+                self.renew_block(mac, ip, now, out);
+            }
+        }
         self.names.expire(now);
         self.prune_suppress(now);
     }
@@ -933,6 +1015,10 @@ pub struct Status {
     pub counters: Counters,
 }
 
+fn block_entry(mac: Mac, addr: IpAddr, b: &BlockInfo) -> BlockEntry {
+    BlockEntry { mac, addr, until: b.until, rule: b.rule.to_string(), names: b.names.list.clone(), trusted: b.names.trusted }
+}
+
 pub fn proto_name(p: u8) -> String {
     match p {
         1 => "icmp".into(),
@@ -1059,7 +1145,7 @@ mod tests {
         assert_eq!(e.on_flow(&flow("192.168.7.11", "198.51.100.20"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
         assert!(fx.is_empty());
         assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
-        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.7")), timeout: Some(BLOCK_TIMEOUT) }]);
+        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.7")), timeout: Some(block_timeout(PHONE, ip("203.0.113.7"))) }]);
         assert!(logs(&fx)[0].starts_with("BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=203.0.113.7"));
         assert!(fx.contains(&Effect::Cut(Cut::Flow(flow("192.168.7.12", "203.0.113.7")))));
         // Consent by CLI lifts the block.
@@ -1127,7 +1213,7 @@ mod tests {
         let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
         let mut fx = Vec::new();
         e.on_flow(&flow("192.168.7.12", "2001:db8:bad::7"), 1001, &mut fx);
-        assert!(sets(&fx).contains(&SetChange::Add { elem: Elem::Block(PHONE, ip("2001:db8:bad::7")), timeout: Some(BLOCK_TIMEOUT) }));
+        assert!(sets(&fx).contains(&SetChange::Add { elem: Elem::Block(PHONE, ip("2001:db8:bad::7")), timeout: Some(block_timeout(PHONE, ip("2001:db8:bad::7"))) }));
         let lists = std::mem::take(&mut e.policy.lists);
         let mut fx = Vec::new();
         e.reload(Policy::new(config(Mode::Monitor, Verdict::Block, Verdict::Allow), lists), 1002, &mut fx);
@@ -1201,7 +1287,7 @@ mod tests {
         let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
         let mut fx = Vec::new();
         e.on_dns(ip("192.168.7.12"), &[dns("192.0.2.99", &["cdn.example.net", "eu.tracking.example.com"]), dns("192.168.7.5", &["lan.example.com"])], R, 1001, &mut fx);
-        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("192.0.2.99")), timeout: Some(BLOCK_TIMEOUT) }]);
+        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("192.0.2.99")), timeout: Some(block_timeout(PHONE, ip("192.0.2.99"))) }]);
         assert_eq!(
             logs(&fx),
             ["BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=192.0.2.99 host=cdn.example.net rule=list:bad profile=iot"]
@@ -1293,7 +1379,7 @@ mod tests {
         // The device's own resolver maps the consented name to a denied address.
         let mut fx = Vec::new();
         e.on_dns(ip("192.168.7.12"), &[dns("203.0.113.9", &["ok.example.org"])], outside, 1001, &mut fx);
-        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.9")), timeout: Some(BLOCK_TIMEOUT) }]);
+        assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::Block(PHONE, ip("203.0.113.9")), timeout: Some(block_timeout(PHONE, ip("203.0.113.9"))) }]);
         let x = e.explain(PHONE, "203.0.113.9", 1001).unwrap();
         assert_eq!((x.verdict, x.rule.as_str()), (Verdict::Block, "list:bad"));
         assert_eq!(x.resolvers, [outside]);
@@ -1330,7 +1416,7 @@ mod tests {
         assert_eq!(sets(&fx).len(), 1);
         // The name's answer expires from the cache; the block keeps its names.
         let later = 1001 + 300 + crate::namecache::GRACE_SECS + 1;
-        e.tick(later);
+        e.tick(later, &mut Vec::new());
         let mut fx = Vec::new();
         e.consent(PHONE, "other.example.net".parse().unwrap(), later, &mut fx);
         assert!(sets(&fx).is_empty(), "an unrelated consent lifts nothing: {fx:?}");
@@ -1363,7 +1449,7 @@ mod tests {
         assert!(!e.is_quarantined(CAM));
         let s = sets(&fx);
         assert!(s.contains(&SetChange::Delete(Elem::QuarantineMac(CAM))), "{s:?}");
-        assert!(s.contains(&SetChange::Add { elem: Elem::Block(CAM, ip("203.0.113.7")), timeout: Some(BLOCK_TIMEOUT) }), "{s:?}");
+        assert!(s.contains(&SetChange::Add { elem: Elem::Block(CAM, ip("203.0.113.7")), timeout: Some(block_timeout(CAM, ip("203.0.113.7"))) }), "{s:?}");
         assert!(logs(&fx).iter().any(|l| l.starts_with("RELEASE device=02:00:00:00:07:01") && l.contains("rule=list:bad because=list:bad")), "{:?}", logs(&fx));
         // Monitor mode: nothing stays enforced.
         let mut fx = Vec::new();

@@ -30,6 +30,7 @@ pub mod netmap;
 pub mod netset;
 pub mod nft;
 pub mod policy;
+pub mod journal;
 pub mod state;
 pub mod syslog;
 pub mod control;

@@ -35,6 +35,23 @@ impl fmt::Display for Rule {
     }
 }
 
+impl std::str::FromStr for Rule {
+    type Err = crate::selector::BadSelector;
+
+    /// The inverse of `Display` (persisted blocks name their rule).
+    fn from_str(s: &str) -> Result<Rule, Self::Err> {
+        Ok(match s {
+            "unlisted" => Rule::Unlisted,
+            "manual" => Rule::Manual,
+            _ => match s.split_once(':') {
+                Some(("consent", sel)) => Rule::Consent(sel.parse()?),
+                Some(("list", name)) => Rule::List(name.to_string()),
+                _ => return Err(crate::selector::BadSelector::Name(s.to_string())),
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
     pub verdict: Verdict,

@@ -185,6 +185,31 @@ pub fn build_query(id: u16, name: &str, qtype: QType) -> Vec<u8> {
     m
 }
 
+/// A complete answer, as a forger would send it: the question `name`
+/// and one A or AAAA record giving `addr` (TTL 300), flagged as a reply.
+pub fn build_answer(id: u16, name: &str, addr: IpAddr) -> Vec<u8> {
+    let qtype = if addr.is_ipv4() { QType::A } else { QType::Aaaa };
+    let mut m = build_query(id, name, qtype);
+    m[2] = 0x81; // QR, RD
+    m[3] = 0x80; // RA, NOERROR
+    m[7] = 1; // ANCOUNT
+    m.extend_from_slice(&[0xc0, 12]); // the question's name
+    m.extend_from_slice(&qtype.code().to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&300u32.to_be_bytes());
+    match addr {
+        IpAddr::V4(a) => {
+            m.extend_from_slice(&4u16.to_be_bytes());
+            m.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            m.extend_from_slice(&16u16.to_be_bytes());
+            m.extend_from_slice(&a.octets());
+        }
+    }
+    m
+}
+
 /// Skips a (possibly compressed) name; returns the offset after it.
 fn skip_name(m: &[u8], mut off: usize) -> Option<usize> {
     loop {

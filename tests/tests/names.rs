@@ -51,21 +51,6 @@ fn list_file(lab: &Lab, name: &str, body: &str) -> String {
     format!("files = [\"{}\"]", path.display())
 }
 
-/// Device n is known to leash by its MAC on both address families, as a
-/// device is once it has talked to the router (DHCP, router solicitation):
-/// one datagram to the router on each family makes the router's neighbour
-/// entries, which leash reads.
-fn known_device(lab: &Lab, n: u8) {
-    lab.udp_send(n, ip(ROUTER_V4), 9);
-    lab.udp_send(n, ip(ROUTER_V6), 9);
-    lab.wait_until(Duration::from_secs(5), &format!("leash knows device {n} by both addresses"), || {
-        lab.device_report(&mac(n)).is_some_and(|d| {
-            let addrs: Vec<String> = d["addresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
-            addrs.contains(&ip4(n).to_string()) && addrs.contains(&ip6(n).to_string())
-        })
-    });
-}
-
 /// What a device got done in `dur` against addr:port: whether its connect
 /// succeeded (1 s timeout), and the bytes it managed to write.
 #[derive(Debug)]

@@ -71,6 +71,8 @@ impl Daemon {
                     o.insert("flows_unjudged_dropped".into(), self.pending_dropped.into());
                     o.insert("syslog_dropped".into(), self.syslog.dropped.into());
                     o.insert("state_writes".into(), self.store.writes.into());
+                    o.insert("journal_appends".into(), self.journal.appends.into());
+                    o.insert("journal_compactions".into(), self.journal.compactions.into());
                     o.insert("enforce_latency".into(), serde_json::to_value(&self.timing).unwrap_or_default());
                 }
                 Response::ok(s)

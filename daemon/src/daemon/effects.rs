@@ -1,13 +1,13 @@
 //! Carrying out the engine's effects through the adapters, in the order
-//! that keeps alerts truthful: the drop is in the kernel, and the decision
-//! on flash, before the line that says so is sent.
+//! that keeps decisions and alerts truthful: the decision on disk first (a
+//! `kill -9` at any later point loses nothing: a restart re-installs it),
+//! then the drop in the kernel, then the line that says so.
 
 use super::*;
 
 impl Daemon {
-    /// Carries out effects: set changes first (the drop in place at once),
-    /// then the state saved (a decision announced survives a `kill -9`),
-    /// then flows cut, and the alert lines last.
+    /// Carries out effects: the block journal and the state saved first,
+    /// then set changes, then flows cut, and the alert lines last.
     pub(super) async fn execute(&mut self, fx: Vec<Effect>) {
         if fx.is_empty() {
             return;
@@ -16,12 +16,26 @@ impl Daemon {
         let mut cuts: Vec<Cut> = Vec::new();
         let mut persist = false;
         let mut logs = Vec::new();
+        let mut journal = Vec::new();
         for e in fx {
             match e {
                 Effect::Set(c) => sets.push(c),
                 Effect::Cut(c) => cuts.push(c),
                 Effect::Log(a) => logs.push(a),
                 Effect::Persist => persist = true,
+                Effect::Journal(l) => journal.push(l),
+            }
+        }
+        // One small append, no fsync (the page cache outlives a kill -9;
+        // the tick syncs it for power cuts).
+        if let Err(e) = self.journal.append(&journal) {
+            tracing::error!(error = %e, "appending to the block journal failed");
+            self.syslog.send(Severity::Err, &format!("saving blocks failed: {e}"));
+        }
+        if persist {
+            if let Err(e) = self.store.save(self.engine.state()) {
+                tracing::error!(error = %e, "saving state failed");
+                self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
             }
         }
         if !sets.is_empty() {
@@ -33,12 +47,6 @@ impl Daemon {
                 self.engine.counters.kernel_errors += 1;
                 tracing::error!(error = %e, changes = sets.len(), "nftables set update failed");
                 self.syslog.send(Severity::Err, &format!("nftables set update failed: {e}"));
-            }
-        }
-        if persist {
-            if let Err(e) = self.store.save(self.engine.state()) {
-                tracing::error!(error = %e, "saving state failed");
-                self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
             }
         }
         // One flow is deleted by its tuple; wider cuts need one dump for all.

@@ -78,6 +78,7 @@ struct Daemon {
     kernel: Kernel,
     syslog: Syslog,
     store: Store,
+    journal: crate::journal::Journal,
     config_path: PathBuf,
     pending: VecDeque<(Parked, u64)>,
     neigh_refreshed: Option<std::time::Instant>,
@@ -125,6 +126,26 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         syslog.send(Severity::Err, &format!("state file unreadable, set aside: {e}"));
     }
     let mut engine = Engine::new(policy, state, now());
+    // Blocks persisted in the journal: back in force before anything is judged.
+    let mut journal = crate::journal::Journal::new(&daemon_cfg.state_dir);
+    match journal.load(now()) {
+        Ok((blocks, bad)) => {
+            let n = engine.restore_blocks(blocks.into_values(), now());
+            if bad > 0 {
+                tracing::error!(bad_lines = bad, file = %journal.path().display(), "block journal has unreadable lines (a torn write?); skipped");
+                syslog.send(Severity::Err, &format!("block journal {} had {bad} unreadable lines, skipped", journal.path().display()));
+            }
+            tracing::info!(blocks = n, "restored persisted blocks");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "block journal unreadable; starting without persisted blocks");
+            syslog.send(Severity::Err, &format!("block journal unreadable: {e}"));
+        }
+    }
+    // Rewritten clean at every start: a torn tail must not swallow the next line.
+    if let Err(e) = journal.compact(&engine.block_entries()) {
+        tracing::error!(error = %e, "rewriting the block journal failed");
+    }
 
     let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.context("opening netlink sockets")?;
     // Subscribe before dumping, so nothing falls between dump and events.
@@ -139,7 +160,13 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    // The persisted blocks, with their remaining timeouts.
+    let now_s = now();
+    start_fx.extend(d.engine.all_elements(now_s).into_iter().filter_map(|(elem, timeout)| match elem {
+        Elem::Block(..) => Some(Effect::Set(SetChange::Add { elem, timeout })),
+        _ => None,
+    }));
     d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
@@ -162,6 +189,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Err(e) = outcome {
         tracing::error!(error = %e, "cleaning up the nftables table on exit");
     }
+    let _ = d.journal.sync();
     let _ = std::fs::remove_file(&d.engine.policy().config.daemon.socket);
     tracing::info!(keep_on_exit = keep, "leash stopped");
     result
@@ -443,7 +471,17 @@ impl Daemon {
 
     async fn housekeeping(&mut self) {
         let now = now();
-        self.engine.tick(now);
+        let mut fx = Vec::new();
+        self.engine.tick(now, &mut fx);
+        self.execute(fx).await;
+        if let Err(e) = self.journal.sync() {
+            tracing::error!(error = %e, "syncing the block journal failed");
+        }
+        if self.journal.wants_compaction(self.engine.block_count()) {
+            if let Err(e) = self.journal.compact(&self.engine.block_entries()) {
+                tracing::error!(error = %e, "compacting the block journal failed");
+            }
+        }
         self.read_leases();
         // Long uploads end late: read their counters while they run.
         let watch_uploads = self.engine.policy().config.profiles.values().any(|p| p.upload_alert.is_some());

@@ -6,7 +6,8 @@ use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use leash_lab::{ip, ip4, mac, Lab, LogLine, PRI_WARNING};
+use leash_lab::lab::{ROUTER_V4, ROUTER_V6};
+use leash_lab::{ip, ip4, ip6, mac, Lab, LogLine, PRI_WARNING};
 
 pub const BAD4: &str = "203.0.113.7";
 pub const OK4: &str = "203.0.113.8";
@@ -110,3 +111,18 @@ pub fn block_elem(n: u8, dst: &str) -> String {
 pub fn addr(s: &str) -> IpAddr {
     ip(s)
 }
+/// Device n is known to leash by its MAC on both address families, as a
+/// device is once it has talked to the router (DHCP, router solicitation):
+/// one datagram to the router on each family makes the router's neighbour
+/// entries, which leash reads.
+pub fn known_device(lab: &Lab, n: u8) {
+    lab.udp_send(n, ip(ROUTER_V4), 9);
+    lab.udp_send(n, ip(ROUTER_V6), 9);
+    lab.wait_until(Duration::from_secs(5), &format!("leash knows device {n} by both addresses"), || {
+        lab.device_report(&mac(n)).is_some_and(|d| {
+            let addrs: Vec<String> = d["addresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            addrs.contains(&ip4(n).to_string()) && addrs.contains(&ip6(n).to_string())
+        })
+    });
+}
+
