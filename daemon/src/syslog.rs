@@ -635,4 +635,34 @@ mod tests {
         assert_eq!(got, (0..n).map(|i| format!("BLOCK n={i}")).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
+
+    /// A clean stop: what the socket takes within the bound goes out; a
+    /// missing syslog daemon costs the bound, not more.
+    #[tokio::test]
+    async fn drain_sends_what_it_can_within_its_bound() {
+        let path = sock_path("drain");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut s = Syslog::new(&path);
+        let n = 300;
+        for i in 0..n {
+            s.send(Severity::Warning, &format!("BLOCK n={i}"));
+        }
+        assert!(s.pending() > 0);
+        let reader = std::thread::spawn(move || {
+            rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 512];
+            (0..n).filter_map(|_| rx.recv(&mut buf).ok()).count()
+        });
+        s.drain(Duration::from_secs(5)).await;
+        assert_eq!(s.pending(), 0);
+        assert_eq!(reader.join().unwrap(), n);
+
+        std::fs::remove_file(&path).unwrap();
+        s.send(Severity::Info, "nobody reads this");
+        let start = std::time::Instant::now();
+        s.drain(Duration::from_millis(200)).await;
+        assert!(start.elapsed() < Duration::from_secs(1), "drain took {:?}", start.elapsed());
+        assert_eq!((s.pending(), s.dropped()), (1, 0));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }
