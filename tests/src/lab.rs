@@ -415,6 +415,15 @@ impl Lab {
         self.syslog.as_ref().map(SyslogSink::lines).unwrap_or_default()
     }
 
+    /// The lab's syslog daemon stops reading (see `SyslogSink::pause`).
+    pub fn pause_syslog(&self) {
+        self.syslog.as_ref().expect("start leash first: it binds the syslog socket").pause();
+    }
+
+    pub fn resume_syslog(&self) {
+        self.syslog.as_ref().expect("start leash first: it binds the syslog socket").resume();
+    }
+
     /// The syslog lines that parse as leash lines.
     pub fn syslog_parsed(&self) -> Vec<LogLine> {
         self.syslog_lines().iter().filter_map(|l| syslog::parse(l)).collect()

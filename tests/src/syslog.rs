@@ -17,13 +17,27 @@ pub const PRI_WARNING: u8 = 28;
 pub const PRI_NOTICE: u8 = 29;
 pub const PRI_INFO: u8 = 30;
 
-/// Collects every datagram sent to `path` until dropped.
+/// Collects every datagram sent to `path` until dropped. `pause()` stops
+/// reading, so that the socket fills up as under a slow syslog daemon.
 pub struct SyslogSink {
     path: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    reader: Arc<Mutex<Reader>>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// What the test asked (`paused`) and what the reader thread does
+/// (`idle`): one lock, so that `pause()` returns only once no read is
+/// under way.
+#[derive(Default)]
+struct Reader {
+    paused: bool,
+    idle: bool,
+}
+
+/// How often a paused reader checks whether it may read again.
+const PAUSED_POLL: Duration = Duration::from_millis(5);
 
 impl SyslogSink {
     /// Binds before the daemon starts, so that not one line is lost.
@@ -34,19 +48,44 @@ impl SyslogSink {
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
+        let reader = Arc::new(Mutex::new(Reader::default()));
+        let (l, s, r) = (lines.clone(), stop.clone(), reader.clone());
         let thread = std::thread::Builder::new()
             .name("lab-syslog".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 while !s.load(Ordering::Relaxed) {
+                    let idle = {
+                        let mut r = r.lock().unwrap();
+                        r.idle = r.paused;
+                        r.idle
+                    };
+                    if idle {
+                        std::thread::sleep(PAUSED_POLL);
+                        continue;
+                    }
                     if let Ok(n) = sock.recv(&mut buf) {
                         let line = String::from_utf8_lossy(&buf[..n]).trim_end_matches(['\n', '\0']).to_string();
                         l.lock().unwrap().push(line);
                     }
                 }
             })?;
-        Ok(SyslogSink { path: path.to_path_buf(), lines, stop, thread: Some(thread) })
+        Ok(SyslogSink { path: path.to_path_buf(), lines, stop, reader, thread: Some(thread) })
+    }
+
+    /// Stops reading: datagrams pile up in the socket until it is full and
+    /// the sender gets EAGAIN. Returns once the reader has stopped.
+    pub fn pause(&self) {
+        self.reader.lock().unwrap().paused = true;
+        let stopped = crate::wait::poll_until(Duration::from_secs(2), || self.reader.lock().unwrap().idle);
+        assert!(stopped, "the lab's syslog reader did not pause");
+    }
+
+    /// Reads again, everything that waits first.
+    pub fn resume(&self) {
+        let mut r = self.reader.lock().unwrap();
+        r.paused = false;
+        r.idle = false;
     }
 
     pub fn path(&self) -> &Path {

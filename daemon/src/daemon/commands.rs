@@ -69,7 +69,8 @@ impl Daemon {
                     o.insert("target".into(), crate::BUILD_TARGET.into());
                     o.insert("flows_unjudged_pending".into(), self.pending.len().into());
                     o.insert("flows_unjudged_dropped".into(), self.pending_dropped.into());
-                    o.insert("syslog_dropped".into(), self.syslog.dropped.into());
+                    o.insert("syslog_queued".into(), self.syslog.pending().into());
+                    o.insert("syslog_dropped".into(), self.syslog.dropped().into());
                     o.insert("state_writes".into(), self.store.writes.into());
                     o.insert("journal_appends".into(), self.journal.appends.into());
                     o.insert("journal_compactions".into(), self.journal.compactions.into());

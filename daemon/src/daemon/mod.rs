@@ -37,6 +37,8 @@ enum Parked {
     Flow(Flow),
     Dns(std::net::IpAddr, Vec<crate::dns::AddrRecord>, crate::trust::Resolver),
 }
+/// How long a clean stop waits for syslog to take the queued lines.
+const SYSLOG_DRAIN: Duration = Duration::from_secs(1);
 /// Seconds between readings of running flows' byte counters.
 const COUNTERS_EVERY: u64 = 10;
 const ACCT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
@@ -191,6 +193,8 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let _ = d.journal.sync();
     let _ = std::fs::remove_file(&d.engine.policy().config.daemon.socket);
+    // Alert lines still queued get a short, bounded chance to go out.
+    d.syslog.drain(SYSLOG_DRAIN).await;
     tracing::info!(keep_on_exit = keep, "leash stopped");
     result
 }
@@ -223,6 +227,8 @@ impl Daemon {
                 _ = term.recv() => return Ok(()),
                 _ = int.recv() => return Ok(()),
                 _ = tick.tick() => self.housekeeping().await,
+                // Queued alert lines go out as soon as syslog reads again.
+                _ = self.syslog.writable(), if self.syslog.pending() > 0 => self.syslog.flush(),
                 r = &mut server => anyhow::bail!("control socket server ended: {r:?}"),
             }
         }
@@ -471,6 +477,11 @@ impl Daemon {
 
     async fn housekeeping(&mut self) {
         let now = now();
+        // Reconnects to a restarted or late syslog daemon (writability
+        // cannot say when a socket appears), and retries after ENOBUFS.
+        if self.syslog.pending() > 0 {
+            self.syslog.flush();
+        }
         let mut fx = Vec::new();
         self.engine.tick(now, &mut fx);
         self.execute(fx).await;
