@@ -137,11 +137,18 @@ impl Kernel {
     /// (kernels without conntrack's netlink glue), so that leash can check
     /// the device asked: the flow its answer would be the reply of.
     pub async fn look_up_flows(&self, answers: &mut [Snooped]) {
-        for (a, p) in answers.iter_mut().filter(|(_, p)| p.ct_orig.is_none()) {
-            match socket::conntrack_get(&self.ct_req, &crate::trust::asked_flow(a)).await {
-                Ok(entry) => p.ct_orig = entry.map(|e| e.orig),
-                Err(e) => tracing::warn!(error = %e, client = %a.client, "looking up a DNS answer's flow failed; the answer will not count"),
+        let want: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].1.ct_orig.is_none()).collect();
+        if want.is_empty() {
+            return;
+        }
+        let tuples: Vec<Tuple> = want.iter().map(|&i| crate::trust::asked_flow(&answers[i].0)).collect();
+        match socket::conntrack_get_many(&self.ct_req, &tuples).await {
+            Ok(entries) => {
+                for (i, e) in want.into_iter().zip(entries) {
+                    answers[i].1.ct_orig = e.map(|e| e.orig);
+                }
             }
+            Err(e) => tracing::warn!(error = %e, answers = want.len(), "looking up DNS answers' flows failed; those answers will not count"),
         }
     }
 

@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// Destination cuts that wait for the sweep; beyond this many, sweep now.
+const MAX_SWEEP: usize = 4096;
+
 impl Daemon {
     /// Carries out effects: the block journal and the state saved first,
     /// then set changes, then flows cut, and the alert lines last.
@@ -61,18 +64,39 @@ impl Daemon {
                 }
             }
         }
-        if !wide.is_empty() {
-            let engine = &self.engine;
-            match self.kernel.cut_flows(|orig, reply| wide.iter().any(|c| engine.cut_matches(c, orig, reply))).await {
-                Ok(n) => self.engine.counters.flows_cut += n,
-                Err(e) => {
-                    self.engine.counters.kernel_errors += 1;
-                    tracing::error!(error = %e, "cutting flows failed");
-                }
-            }
+        // A device's flows (quarantine) go at once; a destination's flows
+        // (a block given when its answer passed, mostly before any flow)
+        // wait for the next sweep: one table dump a second at most, however
+        // many answers are denied, and their packets are dropped meanwhile.
+        let (now_cuts, later): (Vec<Cut>, Vec<Cut>) = wide.into_iter().partition(|c| matches!(c, Cut::Device(_)));
+        self.sweep.extend(later);
+        if !now_cuts.is_empty() || self.sweep.len() >= MAX_SWEEP {
+            let mut all = now_cuts;
+            all.append(&mut self.sweep);
+            self.cut_wide(&all).await;
         }
         for a in logs {
             self.syslog.send(a.severity(), &a.to_string());
+        }
+    }
+
+    /// Cuts the flows the deferred destination cuts select (housekeeping).
+    pub(super) async fn sweep_cuts(&mut self) {
+        if !self.sweep.is_empty() {
+            let all = std::mem::take(&mut self.sweep);
+            self.cut_wide(&all).await;
+        }
+    }
+
+    /// One conntrack dump, deleting every entry one of `cuts` selects.
+    async fn cut_wide(&mut self, cuts: &[Cut]) {
+        let engine = &self.engine;
+        match self.kernel.cut_flows(|orig, reply| cuts.iter().any(|c| engine.cut_matches(c, orig, reply))).await {
+            Ok(n) => self.engine.counters.flows_cut += n,
+            Err(e) => {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, "cutting flows failed");
+            }
         }
     }
 }

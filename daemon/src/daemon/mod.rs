@@ -29,6 +29,9 @@ mod effects;
 /// this long for the neighbour entry, at most `MAX_PENDING` of them.
 const PENDING_FOR: u64 = 5;
 const MAX_PENDING: usize = 1024;
+/// NFLOG datagrams (one answer each) judged together, their elements sent
+/// in one nf_tables batch.
+const MAX_DNS_BATCH: usize = 256;
 /// At most one neighbour dump per this long for unidentified devices.
 const NEIGH_REFRESH: Duration = Duration::from_millis(20);
 
@@ -81,6 +84,8 @@ struct Daemon {
     syslog: Syslog,
     store: Store,
     journal: crate::journal::Journal,
+    /// Destination cuts waiting for the next sweep (see `effects`).
+    sweep: Vec<Cut>,
     config_path: PathBuf,
     pending: VecDeque<(Parked, u64)>,
     neigh_refreshed: Option<std::time::Instant>,
@@ -162,7 +167,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, journal, config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
     // The persisted blocks, with their remaining timeouts.
     let now_s = now();
     start_fx.extend(d.engine.all_elements(now_s).into_iter().filter_map(|(elem, timeout)| match elem {
@@ -216,7 +221,7 @@ impl Daemon {
         let mut dns_buf = Vec::new();
         loop {
             tokio::select! {
-                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r).await,
+                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r, &mut dns_buf).await,
                 r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now(), &mut dns_buf).await,
                 r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
                 Some((req, reply)) = jobs.recv() => {
@@ -319,12 +324,16 @@ impl Daemon {
         }
     }
 
-    async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::kernel::Snooped>, u64)>) {
+    async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::kernel::Snooped>, u64)>, buf: &mut Vec<u8>) {
         match r {
             Ok((mut answers, bad)) => {
                 let mut fx = Vec::new();
                 self.kernel.look_up_flows(&mut answers).await;
-                if self.take_answers(answers, bad, &mut fx) {
+                let mut unknown = self.take_answers(answers, bad, &mut fx);
+                // The answers queued behind this one join it: their flows
+                // are looked up and their blocks sent as one batch each.
+                unknown |= self.catch_up_dns(buf, &mut fx).await;
+                if unknown {
                     self.identify(&mut fx).await;
                 }
                 self.execute(fx).await;
@@ -365,12 +374,17 @@ impl Daemon {
     /// event: taking them first means a flow is judged with its names,
     /// whichever socket the event loop happened to poll first.
     async fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> bool {
-        let mut unknown = false;
-        while self.dns_bound {
+        let mut answers = Vec::new();
+        let mut bad = 0;
+        // Bounded, so that a flood of answers cannot starve the other arms.
+        for _ in 0..MAX_DNS_BATCH {
+            if !self.dns_bound {
+                break;
+            }
             match self.kernel.try_read_dns(buf) {
-                Ok(Some((mut answers, bad))) => {
-                    self.kernel.look_up_flows(&mut answers).await;
-                    unknown |= self.take_answers(answers, bad, fx);
+                Ok(Some((more, b))) => {
+                    answers.extend(more);
+                    bad += b;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -380,7 +394,12 @@ impl Daemon {
                 }
             }
         }
-        unknown
+        if answers.is_empty() && bad == 0 {
+            return false;
+        }
+        // One round trip asks for the flows of the whole batch.
+        self.kernel.look_up_flows(&mut answers).await;
+        self.take_answers(answers, bad, fx)
     }
 
     async fn bind_dns(&mut self) {
@@ -485,6 +504,7 @@ impl Daemon {
         let mut fx = Vec::new();
         self.engine.tick(now, &mut fx);
         self.execute(fx).await;
+        self.sweep_cuts().await;
         if let Err(e) = self.journal.sync() {
             tracing::error!(error = %e, "syncing the block journal failed");
         }

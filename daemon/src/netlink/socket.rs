@@ -376,8 +376,12 @@ impl NlSocket {
         let mut want_done = HashSet::new();
         let mut ours = HashSet::new();
         let mut first_seq = None;
+        let mut batch = false;
         for m in Messages::new(bytes) {
             let hdr = NlMsgHdr::parse(m.map_err(NlError::Decode)?).map_err(NlError::Decode)?;
+            if first_seq.is_none() {
+                batch = hdr.ty == super::nftables::NFNL_MSG_BATCH_BEGIN;
+            }
             first_seq.get_or_insert(hdr.seq);
             ours.insert(hdr.seq);
             if hdr.flags & NLM_F_DUMP == NLM_F_DUMP {
@@ -386,7 +390,9 @@ impl NlSocket {
                 want_ack.insert(hdr.seq);
             }
         }
-        let several = ours.len() > 1;
+        // Several independent requests (conntrack GETs) each get their own
+        // answer; only an nf_tables batch is refused whole at its start.
+        let several = batch && ours.len() > 1;
         self.send(bytes).map_err(NlError::Io)?;
 
         let mut reply = Reply::default();
@@ -488,6 +494,34 @@ pub async fn conntrack_delete(sock: &NlSocket, orig: &Tuple, zone: u16) -> Resul
         }),
         Err(e) => Err(e),
     }
+}
+
+/// GETs sent in one datagram by `conntrack_get_many`.
+const GETS_PER_SEND: usize = 64;
+
+/// The conntrack entry of each tuple (as `conntrack_get`), asked in
+/// datagrams of many requests: one round trip for a burst of answers.
+pub async fn conntrack_get_many(sock: &NlSocket, tuples: &[Tuple]) -> Result<Vec<Option<CtEvent>>, NlError> {
+    let mut out = vec![None; tuples.len()];
+    for (c, chunk) in tuples.chunks(GETS_PER_SEND).enumerate() {
+        let first = sock.alloc_seq(chunk.len() as u32);
+        let mut bytes = Vec::with_capacity(chunk.len() * 96);
+        for (i, t) in chunk.iter().enumerate() {
+            bytes.extend_from_slice(&conntrack::get_request(first.wrapping_add(i as u32), t));
+        }
+        let reply = sock.exchange(&bytes).await?;
+        if let Some(e) = reply.acks.iter().find(|e| e.errno != 0 && e.errno != libc::ENOENT) {
+            return Err(NlError::kernel("conntrack get".into(), e));
+        }
+        for m in &reply.msgs {
+            let Ok(hdr) = NlMsgHdr::parse(m) else { continue };
+            let i = hdr.seq.wrapping_sub(first) as usize;
+            if i < chunk.len() {
+                out[c * GETS_PER_SEND + i] = conntrack::parse_dump_message(m).map_err(NlError::Decode)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The conntrack entry that has `tuple` in either direction, if any.
