@@ -192,6 +192,7 @@ fn join(v: &[u64]) -> String {
 /// Runs of the DNS leak measurement at each delay, and the flood size.
 const DNS_RUNS: usize = 5;
 const DNS_FLOOD: usize = 20_000;
+const DENY_FLOOD: usize = 20_000;
 
 /// (d) A lab of its own: device 1 resolves denied names through the
 /// router's dnsmasq and connects at once; device 2 floods dnsmasq with
@@ -201,9 +202,13 @@ fn dns_figures() {
     lab.device(1);
     lab.device(2);
     let list = lab.dir.join("bad.txt");
-    std::fs::write(&list, "tracking.example.com\n").expect("write list");
+    std::fs::write(&list, "tracking.example.com\ndeny.example\n").expect("write list");
+    // Denied names for the denied-answer flood, each with an address of its own.
+    let hosts = lab.dir.join("deny.hosts");
+    let body: String = (0..DENY_FLOOD).map(|i| format!("198.18.{}.{} d{i}.deny.example\n", i / 256, i % 256)).collect();
+    std::fs::write(&hosts, body).expect("write hosts");
     // One fresh denied address per run: t<i>.tracking.example.com → 203.0.113.(100+i).
-    let mut zone = Zone::new().address("bench.example", "198.51.100.20");
+    let mut zone = Zone::new().address("bench.example", "198.51.100.20").arg(&format!("--addn-hosts={}", hosts.display()));
     let targets: Vec<(String, String)> = (0..2 * DNS_RUNS).map(|i| (format!("t{i}.tracking.example.com"), format!("203.0.113.{}", 100 + i))).collect();
     for (name, addr) in &targets {
         lab.wan().ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
@@ -255,6 +260,32 @@ fn dns_figures() {
     println!("dns_unknown_client_delta={}", counter(&lab, "dns_unknown_client") - before_unknown);
     println!("dns_answers_judged_per_second={:.0}", counted as f64 / last.1.as_secs_f64().max(1e-6));
     println!("rss_after_dns_flood_kb={}", rss_kb(lab.daemon_pid().unwrap_or(0)));
+
+    // Denied answers: each one a block whose element must be acked.
+    let before = counter(&lab, "dns_judged_deny");
+    let blocks_before = status(&lab)["blocks_in_kernel"].as_u64().unwrap_or(0);
+    let t0 = Instant::now();
+    let (replies, flood_time) = dns::flood(&lab.dev(2).name, ip(ROUTER_V4), DENY_FLOOD, 64, QType::A, |i| format!("d{i}.deny.example"));
+    let mut last = (before, t0.elapsed());
+    poll_until(Duration::from_secs(60), || {
+        let c = counter(&lab, "dns_judged_deny");
+        if c != last.0 {
+            last = (c, t0.elapsed());
+        }
+        c - before >= replies as u64 || t0.elapsed() > last.1 + Duration::from_secs(2)
+    });
+    let judged = last.0 - before;
+    let blocks = status(&lab)["blocks_in_kernel"].as_u64().unwrap_or(0) - blocks_before;
+    let in_kernel = lab.set_elements("block_v4").iter().filter(|e| e.contains(" . 198.18.")).count();
+    println!("dns_deny_flood_replies={replies}");
+    println!("dns_deny_flood_replies_per_second={:.0}", replies as f64 / flood_time.as_secs_f64());
+    println!("dns_deny_judged={judged}");
+    println!("dns_deny_blocks={blocks}");
+    println!("dns_deny_elements_in_kernel={in_kernel}");
+    println!("dns_deny_judged_per_second={:.0}", judged as f64 / last.1.as_secs_f64().max(1e-6));
+    println!("dns_deny_ms_per_name={:.3}", last.1.as_secs_f64() * 1000.0 / judged.max(1) as f64);
+    println!("syslog_dropped_after_deny_flood={}", status(&lab)["syslog_dropped"]);
+    println!("rss_after_deny_flood_kb={}", rss_kb(lab.daemon_pid().unwrap_or(0)));
 }
 
 /// Median TCP connect time (SYN → SYN-ACK) from device 1 to an allowed WAN host.
