@@ -8,11 +8,13 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use nix::sys::socket::{self as nsock, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
+use nix::{setsockopt_impl, sockopt_impl};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Mutex;
@@ -45,11 +47,16 @@ const NFT_OPS_PER_BATCH: usize = 1000;
 /// Receive buffer for request sockets: room for a batch's acks.
 pub const REQUEST_RCVBUF: usize = 4 << 20;
 
-const SOL_NETLINK: libc::c_int = 270;
-const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
-const NETLINK_NO_ENOBUFS: libc::c_int = 5;
-const NETLINK_CAP_ACK: libc::c_int = 10;
-const NETLINK_EXT_ACK: libc::c_int = 11;
+// Netlink socket options nix has no name for.
+sockopt_impl!(
+    /// Acks without the echoed request: keeps the receive queue small.
+    CapAck, SetOnly, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, bool);
+sockopt_impl!(
+    /// Extended acks: the kernel's reason text with an error.
+    ExtAck, SetOnly, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, bool);
+sockopt_impl!(
+    /// Joins a multicast group by number.
+    AddMembership, SetOnly, libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, libc::c_int);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecvError {
@@ -128,29 +135,19 @@ pub struct NlSocket {
     busy: Mutex<()>,
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live c_int and its exact size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &value as *const libc::c_int as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+/// The kernel's netlink address (port 0).
+fn kernel_addr() -> NetlinkAddr {
+    NetlinkAddr::new(0, 0)
 }
 
-fn kernel_addr() -> libc::sockaddr_nl {
-    // SAFETY: sockaddr_nl is plain old data; all-zero is valid.
-    let mut a: libc::sockaddr_nl = unsafe { mem::zeroed() };
-    a.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    a
+/// `buf` as a receive buffer of `RECV_BUF` bytes: zeroed once, then reused
+/// as it is (zeroing 64 KiB per datagram would cost more than the receive
+/// at 100k events/s). Callers read `buf[..n]`.
+fn recv_buf(buf: &mut Vec<u8>) -> &mut [u8] {
+    if buf.len() < RECV_BUF {
+        buf.resize(RECV_BUF, 0);
+    }
+    &mut buf[..]
 }
 
 /// Datagrams `drain` reads at most in one call.
@@ -170,52 +167,25 @@ impl NlSocket {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(io::Error::other("NlSocket::open needs a tokio runtime"));
         }
-        // SAFETY: plain syscall; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol)
+        let proto = match protocol {
+            libc::NETLINK_ROUTE => SockProtocol::NetlinkRoute,
+            libc::NETLINK_NETFILTER => SockProtocol::NetlinkNetFilter,
+            _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd: OwnedFd = nsock::socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, proto)?;
         if rcvbuf > 0 {
-            let size = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
             // FORCE passes the rmem_max cap but needs CAP_NET_ADMIN.
-            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size)
-                .or_else(|_| setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, size))?;
+            nsock::setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf).or_else(|_| nsock::setsockopt(&fd, sockopt::RcvBuf, &rcvbuf))?;
         }
-        // Keep ENOBUFS reporting on: it is how lost events are noticed.
-        setsockopt_int(raw, SOL_NETLINK, NETLINK_NO_ENOBUFS, 0)?;
-        // Acks without the echoed request keep the queue small; extended
-        // acks carry the kernel's reason text. Both are optional.
-        let _ = setsockopt_int(raw, SOL_NETLINK, NETLINK_CAP_ACK, 1);
-        let _ = setsockopt_int(raw, SOL_NETLINK, NETLINK_EXT_ACK, 1);
-
-        let addr = kernel_addr();
-        // SAFETY: `addr` is a valid sockaddr_nl of the given length.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut bound = kernel_addr();
-        let mut len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: `bound` has room for `len` bytes.
-        let r = unsafe {
-            libc::getsockname(raw, &mut bound as *mut libc::sockaddr_nl as *mut libc::sockaddr, &mut len)
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // ENOBUFS reporting stays on (NETLINK_NO_ENOBUFS is off by default):
+        // it is how lost events are noticed. CAP_ACK and EXT_ACK are optional.
+        let _ = nsock::setsockopt(&fd, CapAck, &true);
+        let _ = nsock::setsockopt(&fd, ExtAck, &true);
+        nsock::bind(fd.as_raw_fd(), &kernel_addr())?;
+        let bound: NetlinkAddr = nsock::getsockname(fd.as_raw_fd())?;
         for &g in groups {
             let g = libc::c_int::try_from(g).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            setsockopt_int(raw, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, g)?;
+            nsock::setsockopt(&fd, AddMembership, &g)?;
         }
         // Start sequence numbers away from 0 so a reply meant for an
         // earlier socket on the same port is not mistaken for ours.
@@ -227,7 +197,7 @@ impl NlSocket {
         // long as the AsyncFd owns it.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-        Ok(NlSocket { fd, port: bound.nl_pid, seq: AtomicU32::new(start), busy: Mutex::new(()) })
+        Ok(NlSocket { fd, port: bound.pid(), seq: AtomicU32::new(start), busy: Mutex::new(()) })
     }
 
     /// Our netlink port id (the kernel's replies are addressed to it).
@@ -246,17 +216,11 @@ impl NlSocket {
 
     /// Receives one datagram if one is queued now (never waits).
     pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<Option<usize>, RecvError> {
-        buf.clear();
-        buf.reserve(RECV_BUF);
+        let buf = recv_buf(buf);
         loop {
             match Self::recv_once(self.fd.get_ref().as_raw_fd(), buf) {
-                Ok(Received::Data(n)) if n > buf.capacity() => return Err(RecvError::Truncated(n)),
-                Ok(Received::Data(n)) => {
-                    // SAFETY: the kernel initialised the first n bytes, and
-                    // n is within the capacity (checked above).
-                    unsafe { buf.set_len(n) };
-                    return Ok(Some(n));
-                }
+                Ok(Received::Data(n)) if n > buf.len() => return Err(RecvError::Truncated(n)),
+                Ok(Received::Data(n)) => return Ok(Some(n)),
                 Ok(Received::Foreign) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(RecvError::Overrun),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -273,11 +237,10 @@ impl NlSocket {
     /// resync must drain the queue before it dumps: only then are losses
     /// during the dump reported again.
     pub fn drain(&self) -> usize {
-        let mut buf = Vec::with_capacity(RECV_BUF);
+        let mut buf = vec![0u8; RECV_BUF];
         let mut n = 0;
         // Bounded: a kernel producing faster than we read must not hold us here.
         while n < MAX_DRAIN {
-            buf.clear();
             match Self::recv_once(self.fd.get_ref().as_raw_fd(), &mut buf) {
                 Ok(_) => n += 1,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -289,25 +252,16 @@ impl NlSocket {
         n
     }
 
-    /// Receives one datagram from the kernel into `buf`, which is replaced
-    /// by it (`buf[..n]`, `n` returned). Datagrams from other processes
-    /// are dropped.
+    /// Receives one datagram from the kernel into `buf` (`buf[..n]`, `n`
+    /// returned). Datagrams from other processes are dropped.
     pub async fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        // Receive into spare capacity: zeroing 64 KiB per datagram would
-        // cost more than the receive itself at 100k events/s.
-        buf.clear();
-        buf.reserve(RECV_BUF);
+        let buf = recv_buf(buf);
         loop {
             let mut guard = self.fd.readable().await.map_err(RecvError::Io)?;
             let r = guard.try_io(|fd| Self::recv_once(fd.as_raw_fd(), buf));
             match r {
-                Ok(Ok(Received::Data(n))) if n > buf.capacity() => return Err(RecvError::Truncated(n)),
-                Ok(Ok(Received::Data(n))) => {
-                    // SAFETY: the kernel initialised the first n bytes, and
-                    // n is within the capacity (checked above).
-                    unsafe { buf.set_len(n) };
-                    return Ok(n);
-                }
+                Ok(Ok(Received::Data(n))) if n > buf.len() => return Err(RecvError::Truncated(n)),
+                Ok(Ok(Received::Data(n))) => return Ok(n),
                 Ok(Ok(Received::Foreign)) => continue,
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(RecvError::Overrun),
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -317,51 +271,21 @@ impl NlSocket {
         }
     }
 
-    /// One recvfrom into `buf`'s spare capacity (its length is left to the
-    /// caller). Returns the datagram's full length even when truncated.
-    fn recv_once(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<Received> {
-        let mut from = kernel_addr();
-        let mut len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: `spare` and `from` are valid for writes of the sizes
-        // given. MSG_TRUNC makes the kernel report the real length.
-        let n = unsafe {
-            libc::recvfrom(
-                fd,
-                spare.as_mut_ptr() as *mut libc::c_void,
-                spare.len(),
-                libc::MSG_TRUNC,
-                &mut from as *mut libc::sockaddr_nl as *mut libc::sockaddr,
-                &mut len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if from.nl_pid != 0 {
+    /// One receive into `buf`. Returns the datagram's full length even when
+    /// truncated (MSG_TRUNC).
+    fn recv_once(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = nsock::recvmsg::<NetlinkAddr>(fd, &mut iov, None, MsgFlags::MSG_TRUNC)?;
+        if msg.address.is_some_and(|a| a.pid() != 0) {
             return Ok(Received::Foreign);
         }
-        Ok(Received::Data(n as usize))
+        Ok(Received::Data(msg.bytes))
     }
 
     /// Sends one datagram (one message or a whole batch) to the kernel.
     pub fn send(&self, bytes: &[u8]) -> io::Result<()> {
-        let to = kernel_addr();
-        // SAFETY: `bytes` and `to` are valid for the sizes given.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                bytes.as_ptr() as *const libc::c_void,
-                bytes.len(),
-                0,
-                &to as *const libc::sockaddr_nl as *const libc::sockaddr,
-                mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize != bytes.len() {
+        let n = nsock::sendto(self.fd.as_raw_fd(), bytes, &kernel_addr(), MsgFlags::empty())?;
+        if n != bytes.len() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "short netlink send"));
         }
         Ok(())
@@ -396,7 +320,7 @@ impl NlSocket {
         self.send(bytes).map_err(NlError::Io)?;
 
         let mut reply = Reply::default();
-        let mut buf = Vec::with_capacity(RECV_BUF);
+        let mut buf = Vec::new();
         while !want_ack.is_empty() || !want_done.is_empty() {
             let n = match tokio::time::timeout(REPLY_IDLE_TIMEOUT, self.recv(&mut buf)).await {
                 Err(_) => return Err(NlError::Timeout(REPLY_IDLE_TIMEOUT)),
