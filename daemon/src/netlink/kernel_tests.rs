@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::conntrack::{self, CtKind, Tuple, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW};
+use super::nft_events::{self, NftEvent, Object, NFNLGRP_NFTABLES};
 use super::nftables::{ElemBatch, ElemKey};
 use super::route::{self, RouteEvent, NUD_PERMANENT, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK, RTNLGRP_NEIGH};
 use super::socket::*;
@@ -562,5 +563,68 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         let unbind = super::nflog::unbind_request(5335, sock.next_seq());
         sock.request(&unbind).await.unwrap();
         nflog_bind(&other, 5335).await.unwrap();
+    });
+}
+
+/// Reads nf_tables notifications up to and including the next NEWGEN.
+async fn next_transaction(sock: &NlSocket) -> Vec<NftEvent> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf)).await.expect("no nf_tables notification").unwrap();
+        for ev in nft_events::events(&buf[..n]) {
+            let ev = ev.unwrap();
+            let end = matches!(ev, NftEvent::Generation(_));
+            out.push(ev);
+            if end {
+                return out;
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_nft_notifications_name_their_sender_and_gettable_sees_the_table() {
+    if !kernel_available() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        let events = NlSocket::open(NETLINK_NETFILTER, &[NFNLGRP_NFTABLES], 1 << 20).unwrap();
+        let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
+        assert_eq!(nft_get_table(&req, 1, "T").await.unwrap(), None, "no table yet");
+        nft_file(TABLE);
+        next_transaction(&events).await;
+        let t = nft_get_table(&req, 1, "T").await.unwrap().expect("table T");
+        assert_eq!((t.name.as_str(), t.dormant()), ("T", false));
+        // Four sets and one chain.
+        assert_eq!(t.used, 5, "{t:?}");
+
+        // Our own element batch: every notification carries our socket's
+        // port, and its NEWGEN the committing thread's id (task_pid_nr: the
+        // pid only on a process's main thread; this test runs on another).
+        let mut b = ElemBatch::new("T");
+        b.add("qmac", ElemKey::Mac(mac("aa:bb:cc:dd:ee:ff")), Some(Duration::from_secs(60)));
+        nft_apply(&req, &b).await.unwrap();
+        let tx = next_transaction(&events).await;
+        let NftEvent::Change(c) = &tx[0] else { panic!("{tx:?}") };
+        assert_eq!((c.object, c.new, c.table.as_str(), c.name.as_deref()), (Object::SetElems, true, "T", Some("qmac")));
+        assert_eq!(c.port, req.port_id(), "nlmsg_pid is the requesting socket's port");
+        let NftEvent::Generation(g) = tx.last().unwrap() else { panic!() };
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+        assert_ne!(tid, std::process::id());
+        assert_eq!((g.port, g.pid), (req.port_id(), Some(tid)));
+        assert_eq!(g.id & 0xffff, u32::from(c.gen16));
+
+        // Someone else's nft: its port, and its pid in NEWGEN.
+        let child = Command::new("nft").args(["delete", "table", "inet", "T"]).spawn().unwrap();
+        let pid = child.id();
+        assert!(child.wait_with_output().unwrap().status.success());
+        let tx = next_transaction(&events).await;
+        let NftEvent::Generation(g) = tx.last().unwrap() else { panic!() };
+        assert_eq!(g.pid, Some(pid), "{tx:?}");
+        assert!(tx.iter().any(|e| matches!(e, NftEvent::Change(c) if c.object == Object::Table && !c.new && c.port != req.port_id())));
+        assert_eq!(nft_get_table(&req, 1, "T").await.unwrap(), None, "deleted");
     });
 }

@@ -213,7 +213,8 @@ impl ElemBatch {
     }
 }
 
-fn nft_type(msg: u8) -> u16 {
+/// The netlink message type of nf_tables message `msg`.
+pub(crate) fn nft_type(msg: u8) -> u16 {
     u16::from(NFNL_SUBSYS_NFTABLES) << 8 | u16::from(msg)
 }
 

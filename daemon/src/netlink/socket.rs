@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use super::conntrack::{self, CtEvent, Tuple};
 use super::nflog;
+use super::nft_events::{self, TableInfo};
 use super::nftables::{BatchOp, ElemBatch};
 use super::nla::{
     self, parse_done, parse_error, Messages, Msg, NlErrorMsg, NlMsgHdr, NLMSG_DONE, NLMSG_ERROR,
@@ -500,6 +501,24 @@ pub async fn nft_apply(sock: &NlSocket, batch: &ElemBatch) -> Result<(), NlError
         }
     }
     Ok(())
+}
+
+/// The nf_tables table `family table` as the kernel holds it now;
+/// `Ok(None)` when there is no such table. One small request and reply,
+/// whatever the table holds: cheap enough to ask every second.
+pub async fn nft_get_table(sock: &NlSocket, family: u8, table: &str) -> Result<Option<TableInfo>, NlError> {
+    let req = nft_events::get_table_request(sock.next_seq(), family, table);
+    match sock.request(&req).await {
+        Ok(msgs) => match msgs.first() {
+            Some(m) => nft_events::parse_table(m).map(Some).map_err(NlError::Decode),
+            None => Err(NlError::Decode(nla::DecodeError::Missing("the table in the GETTABLE reply"))),
+        },
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(NlError::Kernel { ext, source, .. }) => {
+            Err(NlError::Kernel { what: format!("nf_tables GETTABLE of table {table}"), ext, source })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Makes NFLOG `group`'s packets come to `sock` (whole packets, one per
