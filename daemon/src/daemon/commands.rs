@@ -43,7 +43,7 @@ impl Daemon {
 
     pub(super) async fn rebuild_table(&mut self) {
         let cfg = &self.engine.policy().config.daemon;
-        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, cfg.dns_nflog_group, &self.engine.persisted_elements());
+        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, cfg.dns_nflog_group, &untimed(&self.engine.persisted_elements()));
         if let Err(e) = nft::apply::run_script("table", &script) {
             tracing::error!(error = %e, "rebuilding the nftables table");
             return;

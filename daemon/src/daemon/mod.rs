@@ -59,6 +59,11 @@ fn enable_conntrack_accounting() {
     }
 }
 
+/// Elements that stay until removed (the persisted quarantines).
+fn untimed(elements: &[Elem]) -> Vec<(Elem, Option<Duration>)> {
+    elements.iter().map(|e| (*e, None)).collect()
+}
+
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -162,7 +167,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let listener = server::bind(&daemon_cfg.socket)?;
 
-    let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
+    let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &untimed(&engine.persisted_elements()));
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
     let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
@@ -186,7 +191,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let table = d.engine.policy().config.daemon.nft_table.clone();
     let outcome = if keep {
         let cfg = &d.engine.policy().config.daemon;
-        let script = nft::ruleset(&table, &cfg.lan, cfg.dns_nflog_group, &d.engine.persisted_elements());
+        let script = nft::ruleset(&table, &cfg.lan, cfg.dns_nflog_group, &untimed(&d.engine.persisted_elements()));
         nft::apply::run_script("table", &script)
     } else {
         nft::apply::delete_table(&table)

@@ -6,13 +6,14 @@ use super::*;
 
 /// Builds the script: create the table (so that the delete cannot fail),
 /// delete it, and define it whole with `elements` in force from the first
-/// packet. `nft -f` applies all of it as one atomic batch, whatever state the
-/// kernel was left in.
+/// packet, each with its timeout (`None`: until removed), so that a rebuild
+/// re-installs blocks with what is left of their time. `nft -f` applies all
+/// of it as one atomic batch, whatever state the kernel was left in.
 ///
 /// Chains hook at `filter - 10`, before fw4's filter chains; a drop in any
 /// base chain is final, so fw4's accepts cannot undo it, and leash never
 /// touches fw4's table.
-pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[Elem]) -> String {
+pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[(Elem, Option<Duration>)]) -> String {
     let lan_set = lan.iter().map(|l| format!("\"{}\"", escape(l))).collect::<Vec<_>>().join(", ");
     let mut s = String::new();
     let _ = writeln!(s, "table inet {table} {{}}");
@@ -27,7 +28,14 @@ pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[Elem]) -
     ] {
         let _ = writeln!(s, "\tset {name} {{");
         let _ = writeln!(s, "\t\ttype {ty}; flags timeout; comment \"{comment}\";");
-        let items: Vec<String> = elements.iter().filter(|e| e.set() == name).map(Elem::nft_key).collect();
+        let items: Vec<String> = elements
+            .iter()
+            .filter(|(e, _)| e.set() == name)
+            .map(|(e, t)| match t {
+                Some(t) => format!("{} timeout {}", e.nft_key(), nft_duration(*t)),
+                None => e.nft_key(),
+            })
+            .collect();
         if !items.is_empty() {
             let _ = writeln!(s, "\t\telements = {{ {} }}", items.join(", "));
         }
@@ -67,6 +75,17 @@ pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[Elem]) -
     s
 }
 
+/// A timeout as nft reads it. Milliseconds unless whole seconds; never 0,
+/// which nft would not take as "expires now".
+fn nft_duration(t: Duration) -> String {
+    let ms = t.as_millis().max(1);
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 /// Interface names come from the validated config, but a quote must never
 /// end the string early.
 fn escape(s: &str) -> String {
@@ -84,7 +103,14 @@ mod tests {
             "leash",
             &["br-lan".into(), "wlan0".into()],
             5335,
-            &[Elem::QuarantineMac(mac), Elem::QuarantineAddr("192.168.1.23".parse().unwrap()), Elem::QuarantineAddr("2001:db8::23".parse().unwrap())],
+            &[
+                (Elem::QuarantineMac(mac), None),
+                (Elem::QuarantineAddr("192.168.1.23".parse().unwrap()), None),
+                (Elem::QuarantineAddr("2001:db8::23".parse().unwrap()), None),
+                (Elem::Block(mac, "203.0.113.7".parse().unwrap()), Some(Duration::from_secs(3600))),
+                (Elem::Block(mac, "203.0.113.8".parse().unwrap()), Some(Duration::from_millis(1500))),
+                (Elem::Block(mac, "2001:db8::7".parse().unwrap()), None),
+            ],
         );
         let want = r#"table inet leash {}
 delete table inet leash
@@ -103,9 +129,11 @@ table inet leash {
 	}
 	set block_v4 {
 		type ether_addr . ipv4_addr; flags timeout; comment "device . destination pairs that are blocked";
+		elements = { aa:bb:cc:dd:ee:ff . 203.0.113.7 timeout 3600s, aa:bb:cc:dd:ee:ff . 203.0.113.8 timeout 1500ms }
 	}
 	set block_v6 {
 		type ether_addr . ipv6_addr; flags timeout; comment "device . destination pairs that are blocked";
+		elements = { aa:bb:cc:dd:ee:ff . 2001:db8::7 }
 	}
 	chain forward {
 		type filter hook forward priority filter - 10; policy accept;
@@ -141,5 +169,8 @@ table inet leash {
         assert_eq!(b.set(), SET_BLOCK_V6);
         assert_eq!(b.nft_key(), "aa:bb:cc:dd:ee:ff . 2001:db8::1");
         assert_eq!(escape("br\"-lan"), "br-lan");
+        assert_eq!(nft_duration(Duration::from_secs(86400)), "86400s");
+        assert_eq!(nft_duration(Duration::from_micros(10)), "1ms");
+        assert_eq!(nft_duration(Duration::ZERO), "1ms");
     }
 }
