@@ -1,11 +1,13 @@
 //! leash's nftables objects (SPEC §6): the table `inet leash`, its chains and
 //! the named sets that hold every decision, so that a decision costs one set
 //! update and never a new rule. Pure: `ruleset` builds the script that
-//! (re)creates the table, `SetChange` describes element updates; the
-//! adapters in `apply` send them.
+//! (re)creates the table, `SetChange` describes element updates, `watch`
+//! decides when someone else's change calls for a rebuild; the adapters
+//! in `apply` send them.
 
 pub mod apply;
 mod ruleset;
+pub mod watch;
 
 pub use ruleset::ruleset;
 
