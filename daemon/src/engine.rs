@@ -133,6 +133,9 @@ pub struct Counters {
     pub counted_evicted: u64,
     /// Destinations a learning device used beyond its cap of consents.
     pub learn_capped: u64,
+    /// Times leash's nftables table was rebuilt after someone else removed
+    /// or altered it (or an element write failed).
+    pub table_rebuilds: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Adapter: the daemon's view of the kernel over netlink: conntrack events
-//! and dumps, flow deletion, nftables set updates, and rtnetlink links,
-//! addresses and neighbours. Thin: decoding lives in `netlink::*` codecs,
+//! and dumps, flow deletion, nftables set updates and notifications, and
+//! rtnetlink links, addresses and neighbours. Thin: decoding lives in `netlink::*` codecs,
 //! deciding in the engine.
 
 use std::net::IpAddr;
@@ -11,7 +11,8 @@ use crate::dns::{self, DnsAnswer};
 use crate::engine::{Flow, FlowCounters};
 use crate::mac::Mac;
 use crate::netlink::conntrack::{self, CtEvent, CtKind, Tuple};
-use crate::netlink::nftables::{ElemBatch, ElemKey};
+use crate::netlink::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
+use crate::netlink::nftables::{ElemBatch, ElemKey, NFPROTO_INET};
 use crate::netlink::{nflog, route};
 use crate::netlink::socket::{self, NlSocket, RecvError};
 use crate::nft::{Elem, SetChange};
@@ -20,6 +21,11 @@ use crate::trust::Provenance;
 const RT_RCVBUF: usize = 4 << 20;
 /// A burst of answers (a page load resolves dozens of names) must not overrun.
 const DNS_RCVBUF: usize = 8 << 20;
+/// nf_tables notifications: a rebuild notifies every element it installs
+/// (≈ 80 bytes each, packed into page-sized datagrams), and is read only
+/// after nft exits. An overrun then is only a warning (the watch ignores
+/// its own rebuild's), but room for some 40 000 elements keeps it rare.
+const NFT_EVENTS_RCVBUF: usize = 4 << 20;
 
 const NFNLGRP_CONNTRACK_NEW: u32 = 1;
 const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
@@ -27,6 +33,14 @@ const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
+
+pub enum NftRead {
+    /// Notifications, in order.
+    Events(Vec<NftEvent>),
+    /// The kernel dropped notifications: changes may have gone unseen.
+    Lost,
+    Failed(anyhow::Error),
+}
 
 pub enum CtRead {
     /// New flows, in order, and the final counters of flows that ended.
@@ -47,6 +61,7 @@ pub struct Kernel {
     ct_events: NlSocket,
     ct_req: NlSocket,
     nft: NlSocket,
+    nft_events: NlSocket,
     rt_events: NlSocket,
     rt_req: NlSocket,
     dns: NlSocket,
@@ -68,6 +83,7 @@ impl Kernel {
             ct_events: NlSocket::open(libc::NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], ct_buffer)?,
             ct_req: NlSocket::open(libc::NETLINK_NETFILTER, &[], 4 << 20)?,
             nft: NlSocket::open(libc::NETLINK_NETFILTER, &[], 1 << 20)?,
+            nft_events: NlSocket::open(libc::NETLINK_NETFILTER, &[NFNLGRP_NFTABLES], NFT_EVENTS_RCVBUF)?,
             rt_events: NlSocket::open(
                 libc::NETLINK_ROUTE,
                 &[RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR],
@@ -184,6 +200,36 @@ impl Kernel {
         Ok(())
     }
 
+    /// The port of the socket that writes set elements: notifications of
+    /// our own element updates carry it.
+    pub fn nft_port(&self) -> u32 {
+        self.nft.port_id()
+    }
+
+    /// nf_tables notifications (NFNLGRP_NFTABLES), one datagram's worth.
+    pub async fn read_nft_events(&self, buf: &mut Vec<u8>) -> NftRead {
+        match self.nft_events.recv(buf).await {
+            Ok(n) => NftRead::Events(decode_nft_events(&buf[..n])),
+            Err(RecvError::Overrun) => NftRead::Lost,
+            Err(e) => NftRead::Failed(e.into()),
+        }
+    }
+
+    /// Notifications already queued, without waiting; `None` when there are none.
+    pub fn try_read_nft_events(&self, buf: &mut Vec<u8>) -> Option<NftRead> {
+        match self.nft_events.try_recv(buf) {
+            Ok(Some(n)) => Some(NftRead::Events(decode_nft_events(&buf[..n]))),
+            Ok(None) => None,
+            Err(RecvError::Overrun) => Some(NftRead::Lost),
+            Err(e) => Some(NftRead::Failed(e.into())),
+        }
+    }
+
+    /// `inet <table>` as the kernel holds it; `None` when it is gone.
+    pub async fn nft_table(&self, table: &str) -> anyhow::Result<Option<TableInfo>> {
+        Ok(socket::nft_get_table(&self.nft, NFPROTO_INET, table).await?)
+    }
+
     pub async fn read_route(&self, buf: &mut Vec<u8>) -> anyhow::Result<Vec<RouteEvent>> {
         let n = self.rt_events.recv(buf).await?;
         Ok(route_events(&buf[..n]))
@@ -236,6 +282,17 @@ fn dns_answers(buf: &[u8]) -> (Vec<Snooped>, u64) {
         }
     }
     (answers, bad)
+}
+
+fn decode_nft_events(buf: &[u8]) -> Vec<NftEvent> {
+    let mut out = Vec::new();
+    for ev in nft_events::events(buf) {
+        match ev {
+            Ok(ev) => out.push(ev),
+            Err(e) => tracing::warn!(error = %e, "malformed nf_tables notification skipped"),
+        }
+    }
+    out
 }
 
 fn key(e: &Elem) -> ElemKey {

@@ -17,13 +17,16 @@ impl Daemon {
                 }
                 let mut fx = Vec::new();
                 self.engine.reload(policy, now(), &mut fx);
+                // Before the old table goes: its deletion is not damage.
+                self.watch.set_table(&self.engine.policy().config.daemon.nft_table);
                 if let Some(t) = old_table {
                     if let Err(e) = nft::apply::delete_table(&t) {
                         tracing::error!(error = %e, table = %t, "removing the old table after nft_table changed");
                     }
                 }
                 if table_changed {
-                    self.rebuild_table().await;
+                    // A failure is logged inside.
+                    let _ = self.rebuild_table().await;
                 }
                 if group_changed {
                     self.bind_dns().await;
@@ -39,23 +42,6 @@ impl Daemon {
                 Err(e.to_string())
             }
         }
-    }
-
-    pub(super) async fn rebuild_table(&mut self) {
-        let cfg = &self.engine.policy().config.daemon;
-        let script = nft::ruleset(&cfg.nft_table, &cfg.lan, cfg.dns_nflog_group, &untimed(&self.engine.persisted_elements()));
-        if let Err(e) = nft::apply::run_script("table", &script) {
-            tracing::error!(error = %e, "rebuilding the nftables table");
-            return;
-        }
-        let blocks: Vec<SetChange> = self
-            .engine
-            .all_elements(now())
-            .into_iter()
-            .filter(|(_, t)| t.is_some())
-            .map(|(elem, timeout)| SetChange::Add { elem, timeout })
-            .collect();
-        self.execute(blocks.into_iter().map(Effect::Set).collect()).await;
     }
 
     pub(super) async fn handle(&mut self, req: Request) -> Response {

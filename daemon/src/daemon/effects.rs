@@ -1,9 +1,12 @@
 //! Carrying out the engine's effects through the adapters, in the order
 //! that keeps decisions and alerts truthful: the decision on disk first (a
 //! `kill -9` at any later point loses nothing: a restart re-installs it),
-//! then the drop in the kernel, then the line that says so.
+//! then the drop in the kernel, then the line that says so. A refused
+//! element write rebuilds the table first; if even that fails, the lines
+//! say `enforced=no`.
 
 use super::*;
+use crate::alert::Verb;
 
 /// Destination cuts that wait for the sweep; beyond this many, sweep now.
 const MAX_SWEEP: usize = 4096;
@@ -41,6 +44,7 @@ impl Daemon {
                 self.syslog.send(Severity::Err, &format!("saving state failed: {e}"));
             }
         }
+        let mut enforced = true;
         if !sets.is_empty() {
             let table = self.engine.policy().config.daemon.nft_table.clone();
             let applied = self.kernel.apply_sets(&table, &sets).await;
@@ -48,8 +52,9 @@ impl Daemon {
             self.timing.last_acked_monotonic_us = monotonic_us();
             if let Err(e) = applied {
                 self.engine.counters.kernel_errors += 1;
-                tracing::error!(error = %e, changes = sets.len(), "nftables set update failed");
-                self.syslog.send(Severity::Err, &format!("nftables set update failed: {e}"));
+                tracing::error!(error = %e, changes = sets.len(), "nftables set update failed; rebuilding the table");
+                // The engine already holds these decisions: a rebuild installs them.
+                enforced = self.repair_after_failed_write(&e).await;
             }
         }
         // One flow is deleted by its tuple; wider cuts need one dump for all.
@@ -76,6 +81,7 @@ impl Daemon {
             self.cut_wide(&all).await;
         }
         for a in logs {
+            let a = if !enforced && claims_enforcement(a.verb) { a.field("enforced", "no") } else { a };
             self.syslog.send(a.severity(), &a.to_string());
         }
     }
@@ -99,4 +105,9 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Lines that say the kernel now drops (or no longer drops) something.
+fn claims_enforcement(v: Verb) -> bool {
+    matches!(v, Verb::Block | Verb::Quarantine | Verb::Release)
 }

@@ -16,6 +16,7 @@ use crate::control::protocol::{Request, Response};
 use crate::control::server;
 use crate::engine::{CommandError, Cut, Effect, Engine, Flow, FlowOutcome};
 use crate::kernel::{CtRead, Kernel, RouteEvent};
+use crate::nft::watch::Watch;
 use crate::nft::{self, Elem, SetChange};
 use crate::policy::Policy;
 use crate::selector::Selector;
@@ -24,6 +25,7 @@ use crate::syslog::Syslog;
 
 mod commands;
 mod effects;
+mod heal;
 
 /// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
 /// this long for the neighbour entry, at most `MAX_PENDING` of them.
@@ -101,6 +103,8 @@ struct Daemon {
     vendors: crate::vendor::Vendors,
     /// When byte counters were last read from a dump (for upload_alert).
     counters_read: u64,
+    /// Whether someone else damaged the table, and when to rebuild it.
+    watch: Watch,
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -167,16 +171,13 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let listener = server::bind(&daemon_cfg.socket)?;
 
-    let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &untimed(&engine.persisted_elements()));
-    nft::apply::run_script("table", &script).context("installing the nftables table")?;
-
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
-    // The persisted blocks, with their remaining timeouts.
-    let now_s = now();
-    start_fx.extend(d.engine.all_elements(now_s).into_iter().filter_map(|(elem, timeout)| match elem {
-        Elem::Block(..) => Some(Effect::Set(SetChange::Add { elem, timeout })),
-        _ => None,
-    }));
+    // The nf_tables notification socket is open already (Kernel::open), so
+    // any change to the table from now on is seen.
+    let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new(), watch };
+    // One transaction: the quarantines and the persisted blocks (with their
+    // remaining timeouts) are in force from the table's first packet.
+    d.rebuild_table().await.context("installing the nftables table")?;
     d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
@@ -192,7 +193,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let outcome = if keep {
         let cfg = &d.engine.policy().config.daemon;
         let script = nft::ruleset(&table, &cfg.lan, cfg.dns_nflog_group, &untimed(&d.engine.persisted_elements()));
-        nft::apply::run_script("table", &script)
+        nft::apply::run_script("table", &script).map(drop)
     } else {
         nft::apply::delete_table(&table)
     };
@@ -222,11 +223,15 @@ impl Daemon {
         let mut ct_buf = Vec::new();
         let mut rt_buf = Vec::new();
         let mut dns_buf = Vec::new();
+        let mut nft_buf = Vec::new();
         loop {
+            let heal_at = self.watch.due().map(tokio::time::Instant::from_std);
             tokio::select! {
                 r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r, &mut dns_buf).await,
                 r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now(), &mut dns_buf).await,
                 r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
+                r = self.kernel.read_nft_events(&mut nft_buf) => self.on_nft_events(r, &mut nft_buf).await,
+                _ = tokio::time::sleep_until(heal_at.unwrap_or_else(tokio::time::Instant::now)), if heal_at.is_some() => self.heal().await,
                 Some((req, reply)) = jobs.recv() => {
                     let resp = self.handle(req).await;
                     let _ = reply.send(resp);
@@ -499,6 +504,7 @@ impl Daemon {
 
     async fn housekeeping(&mut self) {
         let now = now();
+        self.check_table().await;
         // Reconnects to a restarted or late syslog daemon (writability
         // cannot say when a socket appears), and retries after ENOBUFS.
         if self.syslog.pending() > 0 {

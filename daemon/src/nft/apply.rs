@@ -13,8 +13,10 @@ pub enum NftError {
     Rejected { what: &'static str, stderr: String },
 }
 
-/// Runs `nft -f -` on `script`.
-pub fn run_script(what: &'static str, script: &str) -> Result<(), NftError> {
+/// Runs `nft -f -` on `script`; returns the pid of the nft that committed
+/// it (its NEWGEN notification names that pid, so the table watch can tell
+/// our own transaction from others').
+pub fn run_script(what: &'static str, script: &str) -> Result<u32, NftError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -22,12 +24,13 @@ pub fn run_script(what: &'static str, script: &str) -> Result<(), NftError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(NftError::Spawn)?;
+    let pid = child.id();
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(script.as_bytes()).map_err(NftError::Spawn)?;
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     if out.status.success() {
-        Ok(())
+        Ok(pid)
     } else {
         Err(NftError::Rejected { what, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
@@ -35,5 +38,5 @@ pub fn run_script(what: &'static str, script: &str) -> Result<(), NftError> {
 
 /// Removes the table (clean stop); a table already gone is fine.
 pub fn delete_table(table: &str) -> Result<(), NftError> {
-    run_script("table removal", &format!("table inet {table} {{}}\ndelete table inet {table}\n"))
+    run_script("table removal", &format!("table inet {table} {{}}\ndelete table inet {table}\n")).map(drop)
 }
