@@ -81,7 +81,7 @@ impl Daemon {
         self.watch.write_failed(format!("{e:#}"), now);
         if !self.watch.may_rebuild(now) {
             let msg = format!(
-                "nftables set update failed: {e:#}; the table was rebuilt moments ago, so the next rebuild waits (rate limit) and decisions are not enforced until then"
+                "nftables set update failed: {e:#}; a rebuild was tried moments ago, so the next one waits (rate limit) and decisions are not enforced until then"
             );
             tracing::error!("{msg}");
             self.syslog.send(Severity::Err, &msg);
@@ -123,8 +123,11 @@ impl Daemon {
                 self.engine.counters.kernel_errors += 1;
                 match damage {
                     Some(d) => {
-                        let msg = format!("{}; rebuilding it failed: {e}", d.describe(&table));
-                        tracing::error!(harm = ?d.harm, "{msg}");
+                        // nft repeats its complaint for every line it could not
+                        // apply: syslog gets the first, the daemon log all.
+                        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                        let msg = format!("{}; rebuilding it failed: {first}", d.describe(&table));
+                        tracing::error!(harm = ?d.harm, error = %e, "{msg}");
                         self.syslog.send(Severity::Err, &msg);
                         self.watch.rebuild_failed(d);
                     }
