@@ -1,7 +1,7 @@
 //! Adapter: the daemon's view of the kernel over netlink: conntrack events
 //! and dumps, flow deletion, nftables set updates and notifications, and
-//! rtnetlink links, addresses and neighbours. Thin: decoding lives in `netlink::*` codecs,
-//! deciding in the engine.
+//! rtnetlink links, addresses and neighbours. Thin: decoding lives in
+//! `netlink::*` codecs, deciding in the engine (and `nft::watch`).
 
 use std::net::IpAddr;
 
@@ -22,9 +22,10 @@ const RT_RCVBUF: usize = 4 << 20;
 /// A burst of answers (a page load resolves dozens of names) must not overrun.
 const DNS_RCVBUF: usize = 8 << 20;
 /// nf_tables notifications: a rebuild notifies every element it installs
-/// (≈ 80 bytes each, packed into page-sized datagrams), and is read only
-/// after nft exits. An overrun then is only a warning (the watch ignores
-/// its own rebuild's), but room for some 40 000 elements keeps it rare.
+/// (≈ 94 bytes each, in ≈ 3.8 kB datagrams), all queued before nft exits.
+/// On 6.18, 4 MiB held a 40 000-element rebuild's, not a 60 000-element
+/// one's. An overrun during our own rebuild is only a warning (the watch
+/// ignores it); any other overrun makes a rebuild.
 const NFT_EVENTS_RCVBUF: usize = 4 << 20;
 
 const NFNLGRP_CONNTRACK_NEW: u32 = 1;
