@@ -17,6 +17,7 @@ pub mod selector;
 pub mod vendor;
 pub mod verdict;
 pub mod alert;
+pub mod bounded;
 pub mod destinations;
 pub mod devices;
 pub mod dns;
