@@ -178,6 +178,14 @@ impl Kernel {
         Ok(out)
     }
 
+    /// Single neighbour entries (address on a LAN interface), without
+    /// reading the whole table: those found, as events. EOPNOTSUPP on
+    /// kernels before 5.0 (the caller falls back to dumps).
+    pub async fn lookup_neighbours(&self, asks: &[(u32, IpAddr)]) -> anyhow::Result<Vec<RouteEvent>> {
+        let found = socket::route_get_neighbours(&self.rt_req, asks).await?;
+        Ok(found.into_iter().map(|n| RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: false }).collect())
+    }
+
     /// Links, then addresses, then neighbours: the order the engine needs.
     pub async fn dump_routes(&self) -> anyhow::Result<Vec<RouteEvent>> {
         let mut out = Vec::new();

@@ -416,6 +416,31 @@ fn kernel_route_neighbours_links_addrs() {
 }
 
 #[test]
+fn kernel_neighbour_lookup_of_single_addresses() {
+    if !kernel_available() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        let req = NlSocket::open(NETLINK_ROUTE, &[], REQUEST_RCVBUF).unwrap();
+        run(&["ip", "link", "add", "lnl0", "type", "veth", "peer", "name", "lnl1"]);
+        run(&["ip", "link", "set", "lnl0", "up"]);
+        run(&["ip", "addr", "add", "192.0.2.254/24", "dev", "lnl0"]);
+        run(&["ip", "neigh", "add", "192.0.2.9", "lladdr", "aa:bb:cc:00:00:09", "dev", "lnl0", "nud", "permanent"]);
+        run(&["ip", "neigh", "add", "2001:db8::9", "lladdr", "aa:bb:cc:00:00:0a", "dev", "lnl0", "nud", "permanent"]);
+        let ifindex = route_dump_links(&req).await.unwrap().iter().find(|l| l.name == "lnl0").expect("lnl0").ifindex;
+        let asks = [(ifindex, ip("192.0.2.9")), (ifindex, ip("192.0.2.99")), (ifindex, ip("2001:db8::9")), (ifindex + 100, ip("192.0.2.9"))];
+        let found = route_get_neighbours(&req, &asks).await.unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|n| n.ip == ip("192.0.2.9") && n.mac == Some(mac("aa:bb:cc:00:00:09")) && n.ifindex == ifindex));
+        assert!(found.iter().any(|n| n.ip == ip("2001:db8::9") && n.mac == Some(mac("aa:bb:cc:00:00:0a"))));
+        // The socket is clean afterwards: a dump on it still works.
+        assert!(route_dump_neighbours(&req).await.unwrap().len() >= 2);
+        run(&["ip", "link", "del", "lnl0"]);
+    });
+}
+
+#[test]
 fn kernel_request_without_runtime_is_an_error() {
     // Not root-only: opening outside tokio must fail cleanly, not panic.
     assert!(NlSocket::open(NETLINK_ROUTE, &[], 0).is_err());

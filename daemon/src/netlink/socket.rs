@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::mem;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -575,6 +576,28 @@ pub async fn route_dump_neighbours(sock: &NlSocket) -> Result<Vec<NeighEvent>, N
             _ => None,
         })
         .collect())
+}
+
+/// Looks up single neighbour entries, one request each (RTM_GETNEIGH for
+/// one address on one interface): the entries found, and the addresses the
+/// kernel has none for. One request per exchange, since `exchange` stops
+/// waiting when the first of several messages fails. A kernel without the
+/// lookup (before 5.0) refuses with EOPNOTSUPP: that is the error returned.
+pub async fn route_get_neighbours(sock: &NlSocket, asks: &[(u32, IpAddr)]) -> Result<Vec<NeighEvent>, NlError> {
+    let mut found = Vec::new();
+    for &(ifindex, ip) in asks {
+        let reply = sock.exchange(&route::get_neighbour_request(sock.next_seq(), ifindex, ip)).await?;
+        match reply.acks.iter().find(|e| e.errno != 0) {
+            None => found.extend(route_events(&reply.msgs)?.into_iter().filter_map(|e| match e {
+                RouteEvent::Neigh(n) => Some(n),
+                _ => None,
+            })),
+            Some(e) if e.errno == libc::EOPNOTSUPP => return Err(NlError::kernel("neighbour lookup (RTM_GETNEIGH)".into(), e)),
+            // ENOENT: no entry; ENODEV: the interface went away meanwhile.
+            Some(e) => tracing::trace!(%ip, ifindex, errno = e.errno, "no neighbour entry"),
+        }
+    }
+    Ok(found)
 }
 
 pub async fn route_dump_links(sock: &NlSocket) -> Result<Vec<LinkEvent>, NlError> {
