@@ -255,9 +255,16 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
             self.slots[i as usize] = slot;
             i
         } else {
+            // Grow from one slot, doubling, never past the capacity: most
+            // maps (a device's destinations) stay tiny, and a full one holds
+            // no spare slots (Vec's own growth starts at 4 and overshoots).
+            let len = self.slots.len();
+            if len == self.slots.capacity() {
+                self.slots.reserve_exact(len.clamp(1, self.cap - len));
+            }
             // len < cap < NIL, so the index fits.
             self.slots.push(slot);
-            (self.slots.len() - 1) as u32
+            len as u32
         }
     }
 
@@ -439,6 +446,17 @@ mod tests {
     }
 
     #[test]
+    fn memory_grows_with_use_up_to_the_capacity() {
+        let mut m = BoundedMap::new(1000);
+        m.insert(1, [0u8; 200]);
+        assert_eq!(m.slots.capacity(), 1, "a map of one holds one slot");
+        for i in 0..5000 {
+            m.insert(i, [0u8; 200]);
+        }
+        assert_eq!(m.slots.capacity(), 1000, "never past the capacity");
+    }
+
+    #[test]
     fn zero_capacity_means_one() {
         let mut m = BoundedMap::new(0);
         assert_eq!(m.cap(), 1);
@@ -570,7 +588,7 @@ mod tests {
                 }
                 assert_eq!(m.len(), model.v.len(), "seed {seed} step {step}");
                 assert!(m.len() <= cap);
-                assert!(m.slots.len() <= cap, "slots never outgrow the capacity");
+                assert!(m.slots.capacity() <= cap, "slots never outgrow the capacity");
                 assert_eq!(m.pinned_len(), model.v.iter().filter(|e| e.2).count());
                 assert_eq!(lru(&m), model.lru(), "seed {seed} step {step}");
                 let mut want: Vec<(u8, u32)> = model.v.iter().map(|e| (e.0, e.1)).collect();

@@ -108,6 +108,14 @@ pub struct Counters {
     pub counted_evicted: u64,
     /// Destinations a learning device used beyond its cap of consents.
     pub learn_capped: u64,
+    /// Whole neighbour tables read (start, recovery, kernels without lookups).
+    pub neighbour_dumps: u64,
+    /// Single neighbour entries asked for, for addresses of unknown devices.
+    pub neighbour_lookups: u64,
+    /// Flows and DNS answers that waited for their device and were dropped
+    /// for room, or waited in vain until their deadline.
+    pub pending_evicted: u64,
+    pub pending_expired: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ pub mod dns;
 #[cfg(test)]
 mod dns_captured;
 pub mod engine;
+pub mod identify;
 pub mod leases;
 pub mod namecache;
 pub mod netmap;

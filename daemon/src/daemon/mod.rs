@@ -2,7 +2,6 @@
 //! engine). Kernel events, control requests, signals and a housekeeping tick
 //! arrive here; the engine's effects are carried out through the adapters.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +14,7 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::control::protocol::{Request, Response};
 use crate::control::server;
 use crate::engine::{CommandError, Cut, Effect, Engine, Flow, FlowOutcome};
+use crate::identify::{Lookups, Plan, Waiting};
 use crate::kernel::{CtRead, Kernel, RouteEvent};
 use crate::nft::{self, Elem, SetChange};
 use crate::policy::Policy;
@@ -26,11 +26,15 @@ mod commands;
 mod effects;
 
 /// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
-/// this long for the neighbour entry, at most `MAX_PENDING` of them.
+/// this long for the neighbour entry (at most `identify::MAX_WAITING`).
 const PENDING_FOR: u64 = 5;
-const MAX_PENDING: usize = 1024;
-/// At most one neighbour dump per this long for unidentified devices.
-const NEIGH_REFRESH: Duration = Duration::from_millis(20);
+/// While something waits, addresses whose backoff ended are asked about
+/// again this often.
+const LOOKUP_RETRY: Duration = Duration::from_millis(100);
+/// A loop turn longer than this is logged (debug).
+const SLOW_TURN: Duration = Duration::from_millis(50);
+/// DNS datagrams taken ahead of a conntrack event, at most (one loop turn).
+const DNS_CATCH_UP: usize = 16;
 
 /// Waiting for its device to be identified.
 enum Parked {
@@ -79,9 +83,11 @@ struct Daemon {
     syslog: Syslog,
     store: Store,
     config_path: PathBuf,
-    pending: VecDeque<(Parked, u64)>,
-    neigh_refreshed: Option<std::time::Instant>,
-    pending_dropped: u64,
+    /// What waits for its device, by address, and when to ask the kernel.
+    pending: Waiting<Parked>,
+    lookups: Lookups,
+    /// The origin of `Lookups`' monotonic milliseconds.
+    clock: std::time::Instant,
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
     dns_bound: bool,
@@ -131,6 +137,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // Their effects wait for the table (persisted state, a new address of a
     // quarantined device): the ruleset below already holds such elements.
     let mut start_fx = Vec::new();
+    engine.counters.neighbour_dumps += 1;
     for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
         apply_route(&mut engine, ev, &mut start_fx);
     }
@@ -139,7 +146,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
     d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
@@ -179,24 +186,68 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut retry = tokio::time::interval(LOOKUP_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ct_buf = Vec::new();
         let mut rt_buf = Vec::new();
         let mut dns_buf = Vec::new();
         loop {
-            tokio::select! {
-                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r).await,
-                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now(), &mut dns_buf).await,
-                r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
+            // Each arm does a bounded piece of work, so that control
+            // requests interleave with any flood; a turn that still takes
+            // long is logged with its arm (at debug: a busy router is not a fault).
+            let now = std::time::Instant::now;
+            let (arm, began) = tokio::select! {
+                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => {
+                    let t = now();
+                    self.on_dns(r).await;
+                    ("dns", t)
+                }
+                r = self.kernel.read_ct(&mut ct_buf) => {
+                    let t = now();
+                    self.on_ct(r, t, &mut dns_buf).await;
+                    ("conntrack", t)
+                }
+                r = self.kernel.read_route(&mut rt_buf) => {
+                    let t = now();
+                    self.on_route(r).await;
+                    ("rtnetlink", t)
+                }
                 Some((req, reply)) = jobs.recv() => {
+                    let t = now();
                     let resp = self.handle(req).await;
                     let _ = reply.send(resp);
+                    ("control", t)
                 }
-                _ = hup.recv() => { let _ = self.reload().await; }
+                _ = hup.recv() => {
+                    let t = now();
+                    let _ = self.reload().await;
+                    ("reload", t)
+                }
                 _ = term.recv() => return Ok(()),
                 _ = int.recv() => return Ok(()),
-                _ = tick.tick() => self.housekeeping().await,
+                _ = tick.tick() => {
+                    let t = now();
+                    self.housekeeping().await;
+                    ("housekeeping", t)
+                }
+                _ = retry.tick(), if !self.pending.is_empty() => {
+                    let t = now();
+                    let mut fx = Vec::new();
+                    let waiting: Vec<std::net::IpAddr> = self.pending.addrs().collect();
+                    self.identify(waiting, &mut fx).await;
+                    self.execute(fx).await;
+                    ("identify", t)
+                }
                 r = &mut server => anyhow::bail!("control socket server ended: {r:?}"),
+            };
+            let held = began.elapsed();
+            if held >= SLOW_TURN {
+                tracing::debug!(arm, ms = held.as_millis() as u64, "event loop turn took long");
             }
+            // Let the control server's tasks run between turns: they run
+            // only when this loop yields, and under a flood some arm is
+            // always ready, so it would yield only when tokio's budget runs out.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -209,15 +260,15 @@ impl Daemon {
                 let mut unknown = self.catch_up_dns(dns_buf, &mut fx);
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(Parked::Flow(f), now);
-                        unknown = true;
+                        self.park(f.src, Parked::Flow(f), now);
+                        unknown.push(f.src);
                     }
                 }
                 for c in &ended {
                     self.engine.on_counters(c, true, now, &mut fx);
                 }
-                if unknown {
-                    self.identify(&mut fx).await;
+                if !unknown.is_empty() {
+                    self.identify(unknown, &mut fx).await;
                 }
             }
             CtRead::Lost => {
@@ -247,13 +298,18 @@ impl Daemon {
         }
     }
 
-    fn park(&mut self, f: Parked, now: u64) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front();
-            self.pending_dropped += 1;
-            tracing::warn!(cap = MAX_PENDING, dropped = self.pending_dropped, "too many flows from unknown devices; dropped the oldest unjudged");
+    /// Keeps a flow or answer until the device at `addr` is identified.
+    fn park(&mut self, addr: std::net::IpAddr, p: Parked, now: u64) {
+        for (addr, gone) in self.pending.park(addr, p, now + PENDING_FOR) {
+            let c = &mut self.engine.counters;
+            c.pending_evicted += 1;
+            if matches!(gone, Parked::Dns(..)) {
+                c.dns_unknown_client += 1;
+            }
+            if c.pending_evicted.is_power_of_two() {
+                tracing::warn!(%addr, dropped = c.pending_evicted, "too many flows from unknown devices; dropped the oldest unjudged");
+            }
         }
-        self.pending.push_back((f, now + PENDING_FOR));
     }
 
     /// Judges every flow the kernel holds: at start, and after lost events.
@@ -269,7 +325,7 @@ impl Daemon {
                 self.engine.counters.ct_dumped += flows.len() as u64;
                 for (f, _) in &flows {
                     if self.engine.on_flow(f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(Parked::Flow(*f), now);
+                        self.park(f.src, Parked::Flow(*f), now);
                     }
                 }
                 if after_loss {
@@ -289,8 +345,9 @@ impl Daemon {
         match r {
             Ok((answers, bad)) => {
                 let mut fx = Vec::new();
-                if self.take_answers(answers, bad, &mut fx) {
-                    self.identify(&mut fx).await;
+                let unknown = self.take_answers(answers, bad, &mut fx);
+                if !unknown.is_empty() {
+                    self.identify(unknown, &mut fx).await;
                 }
                 self.execute(fx).await;
             }
@@ -302,11 +359,11 @@ impl Daemon {
         }
     }
 
-    /// Judges snooped answers; returns true when some wait for their device.
-    fn take_answers(&mut self, answers: Vec<crate::dns::DnsAnswer>, bad: u64, fx: &mut Vec<Effect>) -> bool {
+    /// Judges snooped answers; returns the clients whose answers wait for their device.
+    fn take_answers(&mut self, answers: Vec<crate::dns::DnsAnswer>, bad: u64, fx: &mut Vec<Effect>) -> Vec<std::net::IpAddr> {
         let now = now();
         self.engine.counters.dns_errors += bad;
-        let mut unknown = false;
+        let mut unknown = Vec::new();
         for a in answers {
             if self.engine.on_dns(a.client, &a.records, now, fx) {
                 continue;
@@ -314,8 +371,8 @@ impl Daemon {
             // The router sent this answer, so it knows the device's
             // MAC: its neighbour event just has not been read yet.
             if self.engine.net.is_lan_addr(a.client) {
-                self.park(Parked::Dns(a.client, a.records), now);
-                unknown = true;
+                unknown.push(a.client);
+                self.park(a.client, Parked::Dns(a.client, a.records), now);
             } else {
                 self.engine.counters.dns_unknown_client += 1;
             }
@@ -327,11 +384,15 @@ impl Daemon {
     /// queued before the device even has it, so before its flow's NEW
     /// event: taking them first means a flow is judged with its names,
     /// whichever socket the event loop happened to poll first.
-    fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> bool {
-        let mut unknown = false;
-        while self.dns_bound {
+    /// At most `DNS_CATCH_UP` datagrams: a DNS flood must not hold the loop.
+    fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> Vec<std::net::IpAddr> {
+        let mut unknown = Vec::new();
+        for _ in 0..DNS_CATCH_UP {
+            if !self.dns_bound {
+                break;
+            }
             match self.kernel.try_read_dns(buf) {
-                Ok(Some((answers, bad))) => unknown |= self.take_answers(answers, bad, fx),
+                Ok(Some((answers, bad))) => unknown.extend(self.take_answers(answers, bad, fx)),
                 Ok(None) => break,
                 Err(e) => {
                     self.engine.counters.kernel_errors += 1;
@@ -360,18 +421,18 @@ impl Daemon {
             Ok(events) => {
                 let mut fx = Vec::new();
                 for ev in events {
-                    apply_route(&mut self.engine, ev, &mut fx);
+                    self.apply_route(ev, &mut fx);
                 }
-                self.retry_pending(&mut fx);
                 self.execute(fx).await;
             }
             Err(e) => {
                 self.engine.counters.kernel_errors += 1;
                 tracing::error!(error = %e, "reading rtnetlink events");
                 if let Ok(events) = self.kernel.dump_routes().await {
+                    self.engine.counters.neighbour_dumps += 1;
                     let mut fx = Vec::new();
                     for ev in events {
-                        apply_route(&mut self.engine, ev, &mut fx);
+                        self.apply_route(ev, &mut fx);
                     }
                     self.execute(fx).await;
                 }
@@ -380,54 +441,100 @@ impl Daemon {
         }
     }
 
-    /// Reads the neighbour table now (at most every `NEIGH_REFRESH`) and
-    /// judges what was waiting for its device.
-    async fn identify(&mut self, fx: &mut Vec<Effect>) {
-        if self.neigh_refreshed.is_some_and(|t| t.elapsed() < NEIGH_REFRESH) {
-            return;
-        }
-        self.neigh_refreshed = Some(std::time::Instant::now());
-        match self.kernel.dump_neighbours().await {
-            Ok(events) => {
-                for ev in events {
-                    apply_route(&mut self.engine, ev, fx);
+    /// Asks the kernel about unidentified LAN addresses, as `Lookups`
+    /// allows: each address alone (RTM_GETNEIGH), or on kernels without
+    /// that the whole table, rarely. What waited for an address found is
+    /// judged at once (`apply_route`).
+    async fn identify(&mut self, candidates: Vec<std::net::IpAddr>, fx: &mut Vec<Effect>) {
+        let now_ms = self.clock.elapsed().as_millis() as u64;
+        match self.lookups.plan(candidates, now_ms) {
+            Plan::Nothing => {}
+            Plan::LookUp(addrs) => {
+                let asks: Vec<(u32, std::net::IpAddr)> = addrs.iter().filter_map(|a| Some((self.engine.net.lan_if_of(*a)?, *a))).collect();
+                self.engine.counters.neighbour_lookups += asks.len() as u64;
+                match self.kernel.lookup_neighbours(&asks).await {
+                    Ok(events) => {
+                        for ev in events {
+                            self.apply_route(ev, fx);
+                        }
+                    }
+                    Err(e) if e.downcast_ref::<crate::netlink::socket::NlError>().and_then(|e| e.errno()) == Some(libc::EOPNOTSUPP) => {
+                        tracing::warn!(error = %e, "this kernel cannot look up single neighbours; reading the whole table instead, a few times a second at most");
+                        self.lookups.lookups_unsupported();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "looking up neighbour entries failed"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reading the neighbour table failed"),
+            Plan::Dump => {
+                self.engine.counters.neighbour_dumps += 1;
+                match self.kernel.dump_neighbours().await {
+                    Ok(events) => {
+                        for ev in events {
+                            self.apply_route(ev, fx);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the neighbour table failed"),
+                }
+            }
         }
-        self.retry_pending(fx);
     }
 
-    fn retry_pending(&mut self, fx: &mut Vec<Effect>) {
+    /// A route event, and then what waited for a neighbour it identified.
+    fn apply_route(&mut self, ev: RouteEvent, fx: &mut Vec<Effect>) {
+        let learned = match &ev {
+            RouteEvent::Neigh { ip, mac: Some(_), gone: false, .. } => Some(*ip),
+            _ => None,
+        };
+        apply_route(&mut self.engine, ev, fx);
+        let Some(ip) = learned else { return };
+        if self.engine.devices.mac_of(ip).is_none() {
+            return;
+        }
+        self.lookups.found(ip);
+        if self.pending.is_waiting(ip) {
+            self.judge_waiting(ip, fx);
+        }
+    }
+
+    /// Judges what waited for the device at `ip`, now identified; at most
+    /// `identify::MAX_WAITING_PER_ADDR` items.
+    fn judge_waiting(&mut self, ip: std::net::IpAddr, fx: &mut Vec<Effect>) {
         let now = now();
-        let mut keep = VecDeque::new();
-        while let Some((p, until)) = self.pending.pop_front() {
+        for p in self.pending.take(ip) {
             let judged = match &p {
                 Parked::Flow(f) => self.engine.on_flow(f, now, fx) != FlowOutcome::Unidentified,
                 Parked::Dns(client, records) => self.engine.on_dns(*client, records, now, fx),
             };
-            if judged {
-                continue;
-            }
-            // on_flow counted it again; count each flow once.
-            if let Parked::Flow(_) = p {
-                self.engine.counters.flows_unidentified -= 1;
-            }
-            if now < until {
-                keep.push_back((p, until));
-                continue;
-            }
-            match p {
-                Parked::Flow(f) => {
-                    tracing::warn!(src = %f.src, dst = %f.dst, "flow from a LAN address with no known MAC; not judged")
+            if !judged {
+                // Identified a moment ago: cannot happen, but never loop on it.
+                if let Parked::Flow(_) = p {
+                    self.engine.counters.flows_unidentified -= 1;
                 }
-                Parked::Dns(client, _) => {
-                    self.engine.counters.dns_unknown_client += 1;
-                    tracing::warn!(client = %client, "DNS answer to a LAN address with no known MAC; not judged");
-                }
+                self.park(ip, p, now);
             }
         }
-        self.pending = keep;
+    }
+
+    /// What waited in vain: counted, and logged at powers of two (a flood
+    /// of spoofed sources would write a line per flow).
+    fn expire_waiting(&mut self, now: u64) {
+        for (addr, p) in self.pending.expire(now) {
+            let c = &mut self.engine.counters;
+            c.pending_expired += 1;
+            let log = c.pending_expired.is_power_of_two();
+            match p {
+                Parked::Flow(f) if log => {
+                    tracing::warn!(src = %f.src, dst = %f.dst, expired = c.pending_expired, "flow from a LAN address with no known MAC; not judged")
+                }
+                Parked::Dns(..) => {
+                    c.dns_unknown_client += 1;
+                    if log {
+                        tracing::warn!(client = %addr, expired = c.pending_expired, "DNS answer to a LAN address with no known MAC; not judged");
+                    }
+                }
+                Parked::Flow(_) => {}
+            }
+        }
     }
 
     async fn housekeeping(&mut self) {
@@ -441,11 +548,7 @@ impl Daemon {
             self.read_counters(now, &mut fx).await;
             self.execute(fx).await;
         }
-        if !self.pending.is_empty() {
-            let mut fx = Vec::new();
-            self.identify(&mut fx).await;
-            self.execute(fx).await;
-        }
+        self.expire_waiting(now);
     }
 
     /// Accounts the bytes of running flows (a conntrack dump).
