@@ -103,6 +103,17 @@ impl Kernel {
         self.ct_events.drain()
     }
 
+    /// At most `max` queued conntrack datagrams dropped (a resync drains in
+    /// pieces, between other work); whether the queue ran empty.
+    pub fn drain_ct_some(&self, max: usize) -> (usize, bool) {
+        self.ct_events.drain_some(max)
+    }
+
+    /// The conntrack table, read a datagram at a time (`FlowDump::next`).
+    pub fn start_flow_dump(&self) -> anyhow::Result<FlowDump> {
+        Ok(FlowDump(socket::DumpReader::start(libc::NETLINK_NETFILTER, conntrack::dump_request).context("starting a conntrack dump")?))
+    }
+
     /// Every flow in the conntrack table: (original, reply).
     pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
         let entries = socket::conntrack_dump(&self.ct_req).await?;
@@ -195,6 +206,24 @@ impl Kernel {
             }
         }
         Ok(out)
+    }
+}
+
+/// A conntrack dump in progress, on its own socket.
+pub struct FlowDump(socket::DumpReader);
+
+impl FlowDump {
+    /// The flows (original, reply) of the next datagram, some hundred at
+    /// most; `None` once the table has been read.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Vec<(Flow, Option<Flow>)>>> {
+        let batch = self.0.next(|m| match conntrack::parse_dump_message(m) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed conntrack dump entry skipped");
+                None
+            }
+        });
+        Ok(batch.await?.map(|v| v.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect()))
     }
 }
 

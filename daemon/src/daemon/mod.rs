@@ -24,6 +24,7 @@ use crate::syslog::Syslog;
 
 mod commands;
 mod effects;
+mod resync;
 
 /// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
 /// this long for the neighbour entry (at most `identify::MAX_WAITING`).
@@ -88,6 +89,8 @@ struct Daemon {
     lookups: Lookups,
     /// The origin of `Lookups`' monotonic milliseconds.
     clock: std::time::Instant,
+    /// A resync with the conntrack table in progress.
+    resync: Option<resync::Resync>,
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
     dns_bound: bool,
@@ -146,14 +149,15 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let script = nft::ruleset(&daemon_cfg.nft_table, &daemon_cfg.lan, daemon_cfg.dns_nflog_group, &engine.persisted_elements());
     nft::apply::run_script("table", &script).context("installing the nftables table")?;
 
-    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new() };
     d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
     d.read_leases();
     tracing::info!(config = %d.config_path.display(), mode = ?daemon_cfg.mode, table = %daemon_cfg.nft_table, "leash started");
-    // Flows that existed before we started get judged too.
-    d.resync(false).await;
+    // Flows that existed before we started get judged too (in the loop, a
+    // piece per turn).
+    d.begin_resync(false);
 
     let local = tokio::task::LocalSet::new();
     let result = local.run_until(d.main_loop(listener)).await;
@@ -206,6 +210,16 @@ impl Daemon {
                     let t = now();
                     self.on_ct(r, t, &mut dns_buf).await;
                     ("conntrack", t)
+                }
+                r = resync::next_batch(&mut self.resync), if self.resync_dumping() => {
+                    let t = now();
+                    self.dump_turn(r).await;
+                    ("resync", t)
+                }
+                _ = std::future::ready(()), if self.resync_draining() => {
+                    let t = now();
+                    self.drain_turn();
+                    ("drain", t)
                 }
                 r = self.kernel.read_route(&mut rt_buf) => {
                     let t = now();
@@ -275,7 +289,7 @@ impl Daemon {
                 self.engine.counters.events_lost += 1;
                 tracing::warn!(overruns = self.engine.counters.events_lost, "conntrack events lost (receive buffer overrun); resyncing from a dump");
                 self.execute(fx).await;
-                self.resync(true).await;
+                self.begin_resync(true);
                 return;
             }
             CtRead::Failed(e) => {
@@ -308,35 +322,6 @@ impl Daemon {
             }
             if c.pending_evicted.is_power_of_two() {
                 tracing::warn!(%addr, dropped = c.pending_evicted, "too many flows from unknown devices; dropped the oldest unjudged");
-            }
-        }
-    }
-
-    /// Judges every flow the kernel holds: at start, and after lost events.
-    async fn resync(&mut self, after_loss: bool) {
-        if after_loss {
-            let dropped = self.kernel.drain_ct();
-            tracing::debug!(datagrams = dropped, "drained queued conntrack events before the resync dump");
-        }
-        match self.kernel.dump_flows().await {
-            Ok(flows) => {
-                let now = now();
-                let mut fx = Vec::new();
-                self.engine.counters.ct_dumped += flows.len() as u64;
-                for (f, _) in &flows {
-                    if self.engine.on_flow(f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(f.src, Parked::Flow(*f), now);
-                    }
-                }
-                if after_loss {
-                    self.engine.counters.resyncs += 1;
-                }
-                tracing::info!(flows = flows.len(), after_loss, "judged the conntrack table");
-                self.execute(fx).await;
-            }
-            Err(e) => {
-                self.engine.counters.kernel_errors += 1;
-                tracing::error!(error = %e, "conntrack dump failed; flows may go unjudged until the next resync");
             }
         }
     }

@@ -280,6 +280,33 @@ fn kernel_conntrack_events_dump_and_delete() {
 }
 
 #[test]
+fn kernel_conntrack_dump_read_a_datagram_at_a_time() {
+    if !kernel_available() {
+        return;
+    }
+    const N: u32 = 3000;
+    let ns = Netns::new();
+    ns.run(|| async {
+        nft_file(TABLE);
+        let path = std::env::temp_dir().join(format!("leash-nl-stream-{}", std::process::id()));
+        let text: String = (0..N).map(|i| format!("-I -s 10.2.{}.{} -d 198.51.100.1 -p udp --sport 4000 --dport 53 -t 120\n", i >> 8, i & 0xff)).collect();
+        std::fs::write(&path, text).unwrap();
+        run(&["conntrack", "-R", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&path);
+        let mut dump = DumpReader::start(NETLINK_NETFILTER, conntrack::dump_request).unwrap();
+        let (mut entries, mut datagrams, mut biggest) = (0usize, 0, 0);
+        while let Some(batch) = dump.next(|m| conntrack::parse_dump_message(m).ok().flatten()).await.unwrap() {
+            datagrams += 1;
+            biggest = biggest.max(batch.len());
+            entries += batch.iter().filter(|e| e.orig.dst == ip("198.51.100.1")).count();
+        }
+        assert_eq!(entries, N as usize);
+        assert!(datagrams > 3 && biggest < N as usize, "{datagrams} datagrams, at most {biggest} entries each");
+        assert!(dump.next(|_| Some(())).await.unwrap().is_none(), "ended stays ended");
+    });
+}
+
+#[test]
 fn kernel_conntrack_burst_is_never_lost_silently() {
     if !kernel_available() {
         return;
