@@ -336,7 +336,8 @@ fn flood_figures() {
             if seen != last.0 {
                 last = (seen, Instant::now());
             }
-            last.1.elapsed() > Duration::from_secs(2) && flood::counter(&s, "flows_unjudged_pending") == 0
+            let fresh = poller.last_age().is_some_and(|a| a < Duration::from_millis(500));
+            fresh && last.1.elapsed() > Duration::from_secs(2) && flood::counter(&s, "flows_unjudged_pending") == 0
         });
         let s = poller.last().unwrap_or_default();
         let lat = poller.stop();
