@@ -474,7 +474,7 @@ mod tests {
         fn pos(&self, k: u8) -> Option<usize> {
             self.v.iter().position(|e| e.0 == k)
         }
-        fn to_back(&mut self, i: usize) {
+        fn make_recent(&mut self, i: usize) {
             let e = self.v.remove(i);
             self.v.push(e);
         }
@@ -482,7 +482,7 @@ mod tests {
             if let Some(i) = self.pos(k) {
                 let old = std::mem::replace(&mut self.v[i].1, val);
                 if !self.v[i].2 {
-                    self.to_back(i);
+                    self.make_recent(i);
                 }
                 return Insert::Replaced(old);
             }
@@ -532,7 +532,7 @@ mod tests {
                         let want = match model.pos(k) {
                             Some(i) => {
                                 if !model.v[i].2 {
-                                    model.to_back(i);
+                                    model.make_recent(i);
                                 }
                                 true
                             }
@@ -561,7 +561,7 @@ mod tests {
                         let want = match model.pos(k) {
                             Some(i) if model.v[i].2 => {
                                 model.v[i].2 = false;
-                                model.to_back(i);
+                                model.make_recent(i);
                                 true
                             }
                             Some(_) => true,

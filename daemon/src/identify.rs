@@ -231,7 +231,7 @@ impl Lookups {
     }
 
     fn plan_dump(&mut self, candidates: impl IntoIterator<Item = IpAddr>, now: u64) -> Plan {
-        let gap_ok = self.last_dump.is_none_or(|t| now >= t.saturating_add(DUMP_MIN_GAP_MS) || now < t);
+        let gap_ok = self.last_dump.map_or(true, |t| now >= t.saturating_add(DUMP_MIN_GAP_MS) || now < t);
         if !gap_ok || self.dumps_in_window >= DUMPS_PER_SEC {
             return Plan::Nothing;
         }
@@ -248,7 +248,7 @@ impl Lookups {
     }
 
     fn due(&self, a: IpAddr, now: u64) -> bool {
-        self.backoff.get(&a).is_none_or(|b| now >= b.next)
+        self.backoff.get(&a).map_or(true, |b| now >= b.next)
     }
 
     fn back_off(&mut self, a: IpAddr, now: u64) {

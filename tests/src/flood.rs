@@ -140,9 +140,12 @@ fn ms(d: Duration) -> f64 {
 /// Sends `status` on the control socket every `every`, one request at a
 /// time, straight over the socket (no CLI process start in the figure), and
 /// times each answer. A request not answered within `deadline` is a failure.
+/// What the poller saw, and its latest answer with when it came.
+type Seen = Arc<Mutex<(Latencies, Option<(Value, Instant)>)>>;
+
 pub struct StatusPoller {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<(Latencies, Option<(Value, Instant)>)>>,
+    seen: Seen,
     thread: Option<JoinHandle<()>>,
 }
 

@@ -6,6 +6,9 @@
 use super::*;
 use crate::kernel::FlowDump;
 
+/// One datagram's worth of the dump: flows (original, reply), or the end.
+pub(super) type FlowBatch = anyhow::Result<Option<Vec<(Flow, Option<Flow>)>>>;
+
 /// Queued event datagrams dropped per loop turn before the dump.
 const DRAIN_PER_TURN: usize = 1024;
 
@@ -27,7 +30,7 @@ pub(super) struct Resync {
 }
 
 /// The next piece of the dump in progress (never ready without one).
-pub(super) async fn next_batch(r: &mut Option<Resync>) -> anyhow::Result<Option<Vec<(Flow, Option<Flow>)>>> {
+pub(super) async fn next_batch(r: &mut Option<Resync>) -> FlowBatch {
     match r {
         Some(Resync { phase: Phase::Dump(d), .. }) => d.next().await,
         _ => std::future::pending().await,
@@ -81,7 +84,7 @@ impl Daemon {
 
     /// Judges one piece of the dump; at its end, counts the round and
     /// starts another when events were lost meanwhile.
-    pub(super) async fn dump_turn(&mut self, batch: anyhow::Result<Option<Vec<(Flow, Option<Flow>)>>>) {
+    pub(super) async fn dump_turn(&mut self, batch: FlowBatch) {
         match batch {
             Ok(Some(flows)) => {
                 let now = now();
