@@ -1,20 +1,25 @@
 //! What each device talked to (`leash destinations DEVICE`): per (device,
 //! address) the names, country and AS, first and last seen, bytes up and
 //! down, and the verdict. Also the per-destination upload window behind
-//! `upload_alert`. Capped per device and in all; evictions are counted.
+//! `upload_alert`. Capped per device and in all; evictions are counted and
+//! cost O(1).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::bounded::{BoundedMap, Insert};
 use crate::mac::Mac;
 use crate::policy::Rule;
 use crate::trust::Resolver;
 use crate::verdict::Verdict;
 
 pub const MAX_PER_DEVICE: usize = 512;
-pub const MAX_TOTAL: usize = 65_536;
+/// A record takes ≈ 250 bytes with its map slot and small strings: 16 Ki of
+/// them ≈ 4 MB, what the daemon can spend of its 16 MB under a flood of
+/// flows to distinct addresses (64 Ki alone took ≈ 16 MB).
+pub const MAX_TOTAL: usize = 16_384;
 const NAMES_KEPT: usize = 4;
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,39 +62,34 @@ fn as_text<S: serde::Serializer>(r: &Rule, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(r)
 }
 
-#[derive(Debug, Default)]
+/// Per device its records, least recently seen first. When the total is
+/// full, the least recently active device gives up its least recently seen
+/// record: near enough to a global LRU, at O(1) instead of a scan of all.
+#[derive(Debug)]
 pub struct Destinations {
-    map: HashMap<Mac, HashMap<IpAddr, DestRecord>>,
+    map: HashMap<Mac, BoundedMap<IpAddr, DestRecord>>,
+    /// Devices with records, least recently active first.
+    order: BoundedMap<Mac, ()>,
     total: usize,
     pub evicted: u64,
+}
+
+impl Default for Destinations {
+    fn default() -> Self {
+        // Every device in `order` holds a record, so it never evicts.
+        Destinations { map: HashMap::new(), order: BoundedMap::new(MAX_TOTAL), total: 0, evicted: 0 }
+    }
 }
 
 impl Destinations {
     pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
         if !self.map.get(&mac).is_some_and(|d| d.contains_key(&addr)) {
-            self.make_room(mac);
+            self.add(mac, addr, verdict, rule, now);
         }
-        let dev = self.map.entry(mac).or_default();
-        let rec = dev.entry(addr).or_insert_with(|| {
-            self.total += 1;
-            DestRecord {
-                addr,
-                names: Vec::new(),
-                resolvers: Vec::new(),
-                country: None,
-                asn: None,
-                first_seen: now,
-                last_seen: now,
-                flows: 0,
-                bytes_up: 0,
-                bytes_down: 0,
-                verdict,
-                rule: rule.clone(),
-                window_start: now,
-                window_up: 0,
-                window_alerted: false,
-            }
-        });
+        self.order.insert(mac, ());
+        let Some(dev) = self.map.get_mut(&mac) else { return };
+        dev.touch(&addr);
+        let Some(rec) = dev.get_mut(&addr) else { return };
         for (i, n) in seen.names.iter().enumerate() {
             let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
             match rec.names.iter().position(|have| have == n) {
@@ -116,14 +116,74 @@ impl Destinations {
         rec.flows += u64::from(flow);
     }
 
+    /// A new record: room is made first, in the device's own records when
+    /// it is at its cap, else in the least recently active device's.
+    fn add(&mut self, mac: Mac, addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) {
+        let per_device_full = self.map.get(&mac).is_some_and(|d| d.len() >= MAX_PER_DEVICE);
+        if !per_device_full && self.total >= MAX_TOTAL {
+            if let Some(victim) = self.order.oldest().map(|(m, _)| *m) {
+                self.evict_from(victim);
+            }
+        }
+        let rec = DestRecord {
+            addr,
+            names: Vec::new(),
+            resolvers: Vec::new(),
+            country: None,
+            asn: None,
+            first_seen: now,
+            last_seen: now,
+            flows: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            verdict,
+            rule: rule.clone(),
+            window_start: now,
+            window_up: 0,
+            window_alerted: false,
+        };
+        let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
+        match dev.insert(addr, rec) {
+            Insert::Added => self.total += 1,
+            Insert::Evicted(..) => self.evicted_one(),
+            Insert::Replaced(_) | Insert::Refused(..) => {}
+        }
+    }
+
+    fn evict_from(&mut self, mac: Mac) {
+        let Some(dev) = self.map.get_mut(&mac) else {
+            self.order.remove(&mac);
+            return;
+        };
+        let popped = dev.pop_oldest().is_some();
+        if dev.is_empty() {
+            self.map.remove(&mac);
+            self.order.remove(&mac);
+        }
+        if popped {
+            self.total = self.total.saturating_sub(1);
+            self.evicted_one();
+        }
+    }
+
+    fn evicted_one(&mut self) {
+        self.evicted += 1;
+        if self.evicted.is_power_of_two() {
+            tracing::warn!(evicted = self.evicted, per_device = MAX_PER_DEVICE, total = MAX_TOTAL, "destination table full, forgetting the least recently seen");
+        }
+    }
+
     /// Adds bytes of a flow; returns the bytes sent to this destination in
     /// the current window of `interval` seconds when that crossed `limit` for
     /// the first time in the window (the moment to alert).
     pub fn add_bytes(&mut self, mac: Mac, addr: IpAddr, up: u64, down: u64, now: u64, interval: u64, limit: Option<u64>) -> Option<u64> {
-        let rec = self.map.get_mut(&mac)?.get_mut(&addr)?;
+        let dev = self.map.get_mut(&mac)?;
+        dev.touch(&addr);
+        let rec = dev.get_mut(&addr)?;
         rec.bytes_up = rec.bytes_up.saturating_add(up);
         rec.bytes_down = rec.bytes_down.saturating_add(down);
         rec.last_seen = rec.last_seen.max(now);
+        self.order.touch(&mac);
         if now >= rec.window_start.saturating_add(interval.max(1)) {
             rec.window_start = now;
             rec.window_up = 0;
@@ -156,33 +216,6 @@ impl Destinations {
 
     pub fn is_empty(&self) -> bool {
         self.total == 0
-    }
-
-    /// Evicts the least recently seen record of this device when it is at
-    /// its cap, or of all devices when the total is.
-    fn make_room(&mut self, mac: Mac) {
-        let per_device_full = self.map.get(&mac).is_some_and(|d| d.len() >= MAX_PER_DEVICE);
-        if !per_device_full && self.total < MAX_TOTAL {
-            return;
-        }
-        let victim = if per_device_full {
-            self.map.get(&mac).and_then(|d| d.values().min_by_key(|r| r.last_seen)).map(|r| (mac, r.addr))
-        } else {
-            self.map.iter().flat_map(|(m, d)| d.values().map(move |r| (r.last_seen, *m, r.addr))).min().map(|(_, m, a)| (m, a))
-        };
-        if let Some((m, a)) = victim {
-            if let Some(d) = self.map.get_mut(&m) {
-                d.remove(&a);
-                if d.is_empty() {
-                    self.map.remove(&m);
-                }
-            }
-            self.total -= 1;
-            self.evicted += 1;
-            if self.evicted.is_power_of_two() {
-                tracing::warn!(evicted = self.evicted, per_device = MAX_PER_DEVICE, total = MAX_TOTAL, "destination table full, forgetting the least recently seen");
-            }
-        }
     }
 }
 
@@ -230,5 +263,28 @@ mod tests {
         assert_eq!(d.of(M).len(), MAX_PER_DEVICE);
         assert_eq!(d.evicted, 10);
         assert_eq!(d.len(), MAX_PER_DEVICE);
+    }
+
+    #[test]
+    fn caps_records_in_all_by_the_least_recently_active_device() {
+        let mut d = Destinations::default();
+        let devices = (MAX_TOTAL / MAX_PER_DEVICE) as u32 + 2;
+        let mut now = 0;
+        for m in 0..devices {
+            let mac = Mac([2, 0, 0, 0, (m >> 8) as u8, m as u8]);
+            for i in 0..MAX_PER_DEVICE as u32 {
+                now += 1;
+                d.record(mac, IpAddr::from((0xc600_0000u32 + i).to_be_bytes()), &Seen::default(), Verdict::Allow, &Rule::Unlisted, true, now);
+            }
+        }
+        assert_eq!(d.len(), MAX_TOTAL);
+        assert_eq!(d.evicted, 2 * MAX_PER_DEVICE as u64);
+        // The first two devices were the least recently active: they went.
+        assert!(d.of(Mac([2, 0, 0, 0, 0, 0])).is_empty());
+        assert!(d.of(Mac([2, 0, 0, 0, 0, 1])).is_empty());
+        assert_eq!(d.of(Mac([2, 0, 0, 0, 0, 2])).len(), MAX_PER_DEVICE);
+        let counted: usize = d.map.values().map(|m| m.len()).sum();
+        assert_eq!(counted, d.len());
+        assert_eq!(d.order.len(), d.map.len());
     }
 }

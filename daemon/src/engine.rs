@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::alert::{Alert, Verb};
+use crate::bounded::{BoundedMap, Insert};
 use crate::config::Mode;
 use crate::destinations::{Destinations, Seen};
 use crate::devices::DeviceTable;
@@ -136,6 +137,14 @@ pub struct Counters {
     /// Times leash's nftables table was rebuilt after someone else removed
     /// or altered it (or an element write failed).
     pub table_rebuilds: u64,
+    /// Whole neighbour tables read (start, recovery, kernels without lookups).
+    pub neighbour_dumps: u64,
+    /// Single neighbour entries asked for, for addresses of unknown devices.
+    pub neighbour_lookups: u64,
+    /// Flows and DNS answers that waited for their device and were dropped
+    /// for room, or waited in vain until their deadline.
+    pub pending_evicted: u64,
+    pub pending_expired: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -166,12 +175,15 @@ pub struct Engine {
     pub devices: DeviceTable,
     pub net: NetMap,
     blocks: HashMap<(Mac, IpAddr), BlockInfo>,
-    suppress: HashMap<(Mac, Option<IpAddr>, Verb), u64>,
+    suppress: BoundedMap<(Mac, Option<IpAddr>, Verb), u64>,
     lease_names: HashMap<Mac, String>,
     names: NameCache,
     pub destinations: Destinations,
     /// Last byte counters read per flow (conntrack id, tuple): up, down.
-    counted: HashMap<(u32, Flow), (u64, u64)>,
+    counted: BoundedMap<(u32, Flow), (u64, u64)>,
+    /// Blocks each device holds, as the block code reports them
+    /// (`pin_device`/`unpin_device`): a device with blocks stays in the table.
+    block_holds: HashMap<Mac, u32>,
     pub counters: Counters,
     pub started: u64,
 }
@@ -203,11 +215,12 @@ impl Engine {
             devices: DeviceTable::new(MAX_DEVICES),
             net,
             blocks: HashMap::new(),
-            suppress: HashMap::new(),
+            suppress: BoundedMap::new(MAX_SUPPRESS),
             lease_names: HashMap::new(),
             names: NameCache::new(MAX_NAME_ENTRIES, MAX_NAME_BYTES),
             destinations: Destinations::default(),
-            counted: HashMap::new(),
+            counted: BoundedMap::new(MAX_COUNTED),
+            block_holds: HashMap::new(),
             counters: Counters::default(),
             started: now,
         }
@@ -259,6 +272,41 @@ impl Engine {
         self.state.quarantines.contains_key(&mac)
     }
 
+    /// Whether the device table must keep this device whatever floods it:
+    /// the owner configured it, it has consents, it is quarantined, or it
+    /// holds blocks.
+    fn wants_pin(&self, mac: Mac) -> bool {
+        self.policy.device_config(mac).is_some()
+            || self.state.consents.get(&mac).is_some_and(|c| !c.is_empty())
+            || self.is_quarantined(mac)
+            || self.block_holds.contains_key(&mac)
+    }
+
+    /// Tells the device table what `wants_pin` says now.
+    fn refresh_pin(&mut self, mac: Mac) {
+        let pinned = self.wants_pin(mac);
+        self.devices.pin(mac, pinned);
+    }
+
+    /// For the block code: the device gained a block, so it stays in the
+    /// device table until `unpin_device` has been called as many times.
+    pub fn pin_device(&mut self, mac: Mac) {
+        let n = self.block_holds.entry(mac).or_default();
+        *n = n.saturating_add(1);
+        self.devices.pin(mac, true);
+    }
+
+    /// For the block code: the device lost a block (expired, lifted, forgotten).
+    pub fn unpin_device(&mut self, mac: Mac) {
+        if let Some(n) = self.block_holds.get_mut(&mac) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.block_holds.remove(&mac);
+            }
+        }
+        self.refresh_pin(mac);
+    }
+
     fn learning(&self, mac: Mac, now: u64) -> bool {
         let learn = self.policy.config.defaults.learn.as_secs();
         learn > 0 && self.state.first_seen.get(&mac).is_some_and(|t| now < t.saturating_add(learn))
@@ -281,7 +329,8 @@ impl Engine {
             self.devices.forget_addr(ip);
             return;
         }
-        self.devices.observe(mac, ip, now);
+        let pin = self.wants_pin(mac);
+        self.devices.observe(mac, ip, now, pin);
         if self.policy.config.defaults.learn.as_secs() > 0 && !self.state.first_seen.contains_key(&mac) {
             if self.state.first_seen.len() >= MAX_FIRST_SEEN {
                 if let Some(oldest) = self.state.first_seen.iter().min_by_key(|(_, t)| **t).map(|(m, _)| *m) {
@@ -304,7 +353,8 @@ impl Engine {
         self.lease_names = crate::leases::names(leases);
         for l in leases {
             if self.net.is_lan_addr(l.ip) || self.devices.get(l.mac).is_some() {
-                self.devices.observe(l.mac, l.ip, now);
+                let pin = self.wants_pin(l.mac);
+                self.devices.observe(l.mac, l.ip, now, pin);
             }
         }
         for (mac, name) in &self.lease_names {
@@ -432,28 +482,26 @@ impl Engine {
     pub fn on_counters(&mut self, c: &FlowCounters, destroyed: bool, now: u64, out: &mut Vec<Effect>) {
         let Ok(mac) = self.classify(&c.orig) else { return };
         let key = (c.id, c.orig);
-        let (up, down) = match self.counted.get_mut(&key) {
-            Some(last) => {
-                let d = (c.up.saturating_sub(last.0), c.down.saturating_sub(last.1));
-                *last = (c.up, c.down);
-                d
+        let (up, down) = if destroyed {
+            match self.counted.remove(&key) {
+                Some(last) => (c.up.saturating_sub(last.0), c.down.saturating_sub(last.1)),
+                None => (c.up, c.down),
             }
-            None => {
-                if self.counted.len() >= MAX_COUNTED {
-                    // Forget an arbitrary reading: its next delta counts from zero again,
-                    // never twice the same bytes less than once.
-                    if let Some(k) = self.counted.keys().next().copied() {
-                        self.counted.remove(&k);
-                        self.counters.counted_evicted += 1;
+        } else {
+            // The flow least recently read goes when full: its next reading
+            // counts from zero again, so bytes are counted at least once.
+            match self.counted.insert(key, (c.up, c.down)) {
+                Insert::Replaced(last) => (c.up.saturating_sub(last.0), c.down.saturating_sub(last.1)),
+                Insert::Evicted(..) => {
+                    self.counters.counted_evicted += 1;
+                    if self.counters.counted_evicted.is_power_of_two() {
+                        tracing::warn!(cap = MAX_COUNTED, evicted = self.counters.counted_evicted, "flow counter table full, forgot the flow read longest ago");
                     }
+                    (c.up, c.down)
                 }
-                self.counted.insert(key, (c.up, c.down));
-                (c.up, c.down)
+                Insert::Added | Insert::Refused(..) => (c.up, c.down),
             }
         };
-        if destroyed {
-            self.counted.remove(&key);
-        }
         let limit = self.policy.profile_of(mac).upload_alert;
         let interval = self.policy.config.daemon.alert_interval.as_secs();
         let consented = self.destinations.get(mac, c.orig.dst).is_some_and(|r| matches!(r.rule, Rule::Consent(_)));
@@ -494,6 +542,7 @@ impl Engine {
             return;
         }
         if consents.insert(sel.clone()) {
+            self.refresh_pin(mac);
             out.push(Effect::Persist);
             let a = self.flow_alert(Verb::Learned, mac, t, Some(flow)).field("consent", &sel);
             self.log(mac, Some(flow.dst), a, now, out);
@@ -539,17 +588,17 @@ impl Engine {
                 return;
             }
         }
-        if self.suppress.len() >= MAX_SUPPRESS && !self.suppress.contains_key(&key) {
+        if self.suppress.len() >= MAX_SUPPRESS {
+            // Entries are in the order they were logged: an expired head goes
+            // first, uncounted, since forgetting it loses nothing.
             self.prune_suppress(now);
-            if self.suppress.len() >= MAX_SUPPRESS {
-                if let Some(oldest) = self.suppress.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) {
-                    self.suppress.remove(&oldest);
-                    self.counters.suppress_evicted += 1;
-                    tracing::warn!(cap = MAX_SUPPRESS, evicted = self.counters.suppress_evicted, "alert suppression table full, forgot the oldest entry");
-                }
+        }
+        if let Insert::Evicted(..) = self.suppress.insert(key, now) {
+            self.counters.suppress_evicted += 1;
+            if self.counters.suppress_evicted.is_power_of_two() {
+                tracing::warn!(cap = MAX_SUPPRESS, evicted = self.counters.suppress_evicted, "alert suppression table full, forgot the oldest entry");
             }
         }
-        self.suppress.insert(key, now);
         self.counters.alerts += 1;
         out.push(Effect::Log(alert));
     }
@@ -668,6 +717,7 @@ impl Engine {
             out.push(Effect::Set(SetChange::Add { elem: Elem::QuarantineAddr(*a), timeout: None }));
         }
         self.state.quarantines.insert(mac, q);
+        self.refresh_pin(mac);
         self.counters.quarantines += 1;
         out.push(Effect::Persist);
         out.push(Effect::Cut(Cut::Device(addrs)));
@@ -706,6 +756,7 @@ impl Engine {
     pub fn consent(&mut self, mac: Mac, sel: Selector, now: u64, out: &mut Vec<Effect>) -> bool {
         let added = self.state.consents.entry(mac).or_default().insert(sel.clone());
         if added {
+            self.refresh_pin(mac);
             out.push(Effect::Persist);
             let a = self.device_alert(Verb::Consent, mac).field("consent", &sel).field("action", "grant");
             out.push(Effect::Log(a));
@@ -720,6 +771,7 @@ impl Engine {
             if self.state.consents.get(&mac).is_some_and(|s| s.is_empty()) {
                 self.state.consents.remove(&mac);
             }
+            self.refresh_pin(mac);
             out.push(Effect::Persist);
             let a = self.device_alert(Verb::Consent, mac).field("consent", sel).field("action", "revoke");
             out.push(Effect::Log(a));
@@ -747,6 +799,7 @@ impl Engine {
     /// out (a re-judgement), else the owner's command.
     fn release_as(&mut self, mac: Mac, because: Option<&Rule>, out: &mut Vec<Effect>) -> bool {
         let Some(q) = self.state.quarantines.remove(&mac) else { return false };
+        self.refresh_pin(mac);
         out.push(Effect::Set(SetChange::Delete(Elem::QuarantineMac(mac))));
         for a in &q.addrs {
             // Another quarantined device may hold the address now (DHCP reuse).
@@ -770,6 +823,11 @@ impl Engine {
     pub fn reload(&mut self, policy: Policy, now: u64, out: &mut Vec<Effect>) {
         self.net.set_lan_names(&policy.config.daemon.lan);
         self.policy = policy;
+        // Devices configured, or no longer configured.
+        let macs: Vec<Mac> = self.devices.iter().map(|d| d.mac).collect();
+        for mac in macs {
+            self.refresh_pin(mac);
+        }
         self.rejudge(None, now, out);
     }
 
@@ -847,9 +905,14 @@ impl Engine {
         self.prune_suppress(now);
     }
 
+    /// Forgets expired suppression entries from the oldest on: O(expired).
+    /// (After the clock steps back an expired entry may sit behind a live
+    /// one for a while; lookups treat it as expired all the same.)
     fn prune_suppress(&mut self, now: u64) {
         let interval = self.policy.config.daemon.alert_interval.as_secs();
-        self.suppress.retain(|_, t| now < t.saturating_add(interval));
+        while self.suppress.oldest().is_some_and(|(_, t)| now >= t.saturating_add(interval)) {
+            self.suppress.pop_oldest();
+        }
     }
 
     /// Whether a conntrack entry (original and reply direction) belongs to a cut.
@@ -949,6 +1012,9 @@ impl Engine {
             resyncs: self.counters.resyncs,
             rules_in_kernel: self.blocks.len() + quarantine_elements,
             devices_evicted: self.devices.evicted,
+            devices_pinned: self.devices.pinned_len(),
+            devices_refused: self.devices.refused,
+            device_pins_refused: self.devices.pins_refused,
             quarantined: self.state.quarantines.len(),
             blocks_in_kernel: self.blocks.len(),
             quarantine_elements,
@@ -1009,6 +1075,12 @@ pub struct Status {
     /// Set elements leash holds in the kernel (blocks and quarantines).
     pub rules_in_kernel: usize,
     pub devices_evicted: u64,
+    /// Devices kept whatever comes (configured, consented, quarantined, blocked).
+    pub devices_pinned: usize,
+    /// New devices not tracked: the table was full of pinned ones.
+    pub devices_refused: u64,
+    /// Pins not granted: pinned devices had taken their share of the table.
+    pub device_pins_refused: u64,
     pub quarantined: usize,
     pub blocks_in_kernel: usize,
     pub quarantine_elements: usize,
@@ -1477,5 +1549,77 @@ mod tests {
         e.consent(PHONE, "tracking.example.com".parse().unwrap(), 1002, &mut fx);
         assert!(!e.is_quarantined(PHONE));
         assert!(logs(&fx).iter().any(|l| l.starts_with("RELEASE ") && l.contains("because=consent:tracking.example.com")), "{:?}", logs(&fx));
+    }
+
+    #[test]
+    fn a_flood_of_neighbours_never_evicts_pinned_devices() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        assert!(e.quarantine_manual(PHONE, 1001, &mut fx));
+        let tv = Mac([2, 0, 0, 0, 7, 3]);
+        e.on_neighbour(3, ip("192.168.7.13"), Some(tv), false, 1001, &mut fx);
+        assert!(e.consent(tv, "198.51.100.0/24".parse().unwrap(), 1001, &mut fx));
+        let blocked = Mac([2, 0, 0, 0, 7, 4]);
+        e.on_neighbour(3, ip("192.168.7.14"), Some(blocked), false, 1001, &mut fx);
+        e.pin_device(blocked);
+        // CAM is configured; PHONE quarantined; tv consented; `blocked` holds a block.
+        e.net.addr(3, ip("10.77.0.1"), 16);
+        for i in 0..(MAX_DEVICES as u32 + 1000) {
+            let m = Mac([2, 0x77, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            e.on_neighbour(3, IpAddr::from((0x0a4d_0000u32 + i + 2).to_be_bytes()), Some(m), false, 1002 + u64::from(i), &mut fx);
+        }
+        assert_eq!(e.devices.len(), MAX_DEVICES);
+        assert!(e.devices.evicted >= 1000);
+        for (m, a) in [(CAM, "192.168.7.11"), (PHONE, "192.168.7.12"), (tv, "192.168.7.13"), (blocked, "192.168.7.14")] {
+            assert_eq!(e.devices.mac_of(ip(a)), Some(m), "{m} kept");
+        }
+        assert_eq!(e.status(2000).devices_pinned, 4);
+        // Let go again, each ages out like any other device.
+        e.release(PHONE, &mut fx);
+        e.revoke(tv, &"198.51.100.0/24".parse().unwrap(), &mut fx);
+        e.unpin_device(blocked);
+        assert_eq!(e.status(2000).devices_pinned, 1, "the configured camera stays pinned");
+        // Unpinned, they are the most recent: a table's worth of new devices pushes them out.
+        for i in 0..MAX_DEVICES as u32 {
+            let m = Mac([2, 0x78, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            e.on_neighbour(3, IpAddr::from((0x0a4e_0000u32 + i).to_be_bytes()), Some(m), false, 9000, &mut fx);
+        }
+        for a in ["192.168.7.12", "192.168.7.13", "192.168.7.14"] {
+            assert_eq!(e.devices.mac_of(ip(a)), None, "{a} evicted once unpinned");
+        }
+        assert_eq!(e.devices.mac_of(ip("192.168.7.11")), Some(CAM));
+    }
+
+    #[test]
+    fn suppression_and_counters_stay_bounded_without_scans() {
+        let mut e = engine(Mode::Monitor, Verdict::Block, Verdict::Block);
+        let mut fx = Vec::new();
+        // Distinct destinations, each logged once: the table fills, then the oldest go.
+        for i in 0..(MAX_SUPPRESS as u32 + 100) {
+            let dst = IpAddr::from((0xc633_0000u32 + i).to_be_bytes());
+            e.on_flow(&Flow { dst, ..flow("192.168.7.12", "192.0.2.1") }, 1001, &mut fx);
+        }
+        assert_eq!(e.suppress.len(), MAX_SUPPRESS);
+        assert_eq!(e.counters.suppress_evicted, 100);
+        // The first destination was forgotten: logged again; the last is still suppressed.
+        let mut fx = Vec::new();
+        e.on_flow(&Flow { dst: IpAddr::from(0xc633_0000u32.to_be_bytes()), ..flow("192.168.7.12", "192.0.2.1") }, 1002, &mut fx);
+        assert_eq!(logs(&fx).len(), 1);
+        let last = IpAddr::from((0xc633_0000u32 + MAX_SUPPRESS as u32 + 99).to_be_bytes());
+        e.on_flow(&Flow { dst: last, ..flow("192.168.7.12", "192.0.2.1") }, 1002, &mut fx);
+        assert_eq!(logs(&fx).len(), 1);
+        // Expired entries are forgotten uncounted.
+        e.tick(1001 + 3600, &mut Vec::new());
+        assert_eq!(e.suppress.len(), 1, "only the line logged at 1002 is live");
+        assert_eq!(e.counters.suppress_evicted, 101, "the re-logged one evicted one more, the expired none");
+
+        let up = flow("192.168.7.12", "192.0.2.60");
+        for id in 0..(MAX_COUNTED as u32 + 10) {
+            e.on_counters(&FlowCounters { id, orig: up, up: 10, down: 0 }, false, 1010, &mut fx);
+        }
+        assert_eq!(e.counters.counted_evicted, 10);
+        // A flow read before is accounted by its delta, and forgotten when it ends.
+        e.on_counters(&FlowCounters { id: MAX_COUNTED as u32 + 9, orig: up, up: 15, down: 0 }, true, 1011, &mut fx);
+        assert_eq!(e.counted.len(), MAX_COUNTED - 1);
     }
 }

@@ -121,6 +121,17 @@ impl Kernel {
         self.ct_events.drain()
     }
 
+    /// At most `max` queued conntrack datagrams dropped (a resync drains in
+    /// pieces, between other work); whether the queue ran empty.
+    pub fn drain_ct_some(&self, max: usize) -> (usize, bool) {
+        self.ct_events.drain_some(max)
+    }
+
+    /// The conntrack table, read a datagram at a time (`FlowDump::next`).
+    pub fn start_flow_dump(&self) -> anyhow::Result<FlowDump> {
+        Ok(FlowDump(socket::DumpReader::start(libc::NETLINK_NETFILTER, conntrack::dump_request).context("starting a conntrack dump")?))
+    }
+
     /// Every flow in the conntrack table: (original, reply).
     pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
         let entries = socket::conntrack_dump(&self.ct_req).await?;
@@ -246,6 +257,14 @@ impl Kernel {
         Ok(out)
     }
 
+    /// Single neighbour entries (address on a LAN interface), without
+    /// reading the whole table: those found, as events. EOPNOTSUPP on
+    /// kernels before 5.0 (the caller falls back to dumps).
+    pub async fn lookup_neighbours(&self, asks: &[(u32, IpAddr)]) -> anyhow::Result<Vec<RouteEvent>> {
+        let found = socket::route_get_neighbours(&self.rt_req, asks).await?;
+        Ok(found.into_iter().map(|n| RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: false }).collect())
+    }
+
     /// Links, then addresses, then neighbours: the order the engine needs.
     pub async fn dump_routes(&self) -> anyhow::Result<Vec<RouteEvent>> {
         let mut out = Vec::new();
@@ -260,6 +279,24 @@ impl Kernel {
 
 /// A DNS answer read from NFLOG, with what the kernel said of its packet.
 pub type Snooped = (DnsAnswer, Provenance);
+
+/// A conntrack dump in progress, on its own socket.
+pub struct FlowDump(socket::DumpReader);
+
+impl FlowDump {
+    /// The flows (original, reply) of the next datagram, some hundred at
+    /// most; `None` once the table has been read.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Vec<(Flow, Option<Flow>)>>> {
+        let batch = self.0.next(|m| match conntrack::parse_dump_message(m) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed conntrack dump entry skipped");
+                None
+            }
+        });
+        Ok(batch.await?.map(|v| v.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect()))
+    }
+}
 
 /// The DNS answers in one NFLOG datagram, and how many packets in it were
 /// not a readable answer.

@@ -18,12 +18,14 @@ pub mod vendor;
 pub mod trust;
 pub mod verdict;
 pub mod alert;
+pub mod bounded;
 pub mod destinations;
 pub mod devices;
 pub mod dns;
 #[cfg(test)]
 mod dns_captured;
 pub mod engine;
+pub mod identify;
 pub mod leases;
 pub mod namecache;
 pub mod netmap;

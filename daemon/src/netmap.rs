@@ -78,6 +78,12 @@ impl NetMap {
         self.router_addrs.contains(&ip)
     }
 
+    /// The watched LAN interface whose prefix holds `ip` (where its
+    /// neighbour entry would be).
+    pub fn lan_if_of(&self, ip: IpAddr) -> Option<u32> {
+        self.addrs.iter().find(|(i, n, _)| n.contains(ip) && self.is_lan_if(*i)).map(|(i, _, _)| *i)
+    }
+
     /// Inside a prefix of a watched LAN interface.
     pub fn is_lan_addr(&self, ip: IpAddr) -> bool {
         self.lan_nets.iter().any(|n| n.contains(ip))
@@ -135,6 +141,15 @@ mod tests {
         for not in ["192.168.1.1", "198.51.100.2", "192.168.1.99", "224.0.0.251", "255.255.255.255", "fe80::1", "ff02::fb", "127.0.0.1", "169.254.1.1"] {
             assert!(!m.is_internet(ip(not)), "{not}");
         }
+    }
+
+    #[test]
+    fn finds_the_lan_interface_of_an_address() {
+        let m = map();
+        assert_eq!(m.lan_if_of(ip("192.168.1.23")), Some(3));
+        assert_eq!(m.lan_if_of(ip("fd00:1::abcd")), Some(3));
+        assert_eq!(m.lan_if_of(ip("198.51.100.7")), None, "WAN: not a LAN interface");
+        assert_eq!(m.lan_if_of(ip("203.0.113.7")), None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! on real kernel state (`nft -j`, conntrack), syslog lines and CLI output.
 //!
 //! - `dns`: dnsmasq resolvers with the test's records, a tiny DNS client.
+//! - `flood`: fake neighbours by the thousand, conntrack bursts, and a
+//!   poller timing `status` while they run.
 //! - `lab`: building a lab, running the daemon and the CLI, reading state.
 //! - `netns`: namespaces, code run inside them, TCP/UDP helpers.
 //! - `syslog`: the lab's syslog socket and a parser for leash's lines.
@@ -10,6 +12,7 @@
 //! - `wait`: polling with deadlines (the lab never sleeps a fixed time).
 
 pub mod dns;
+pub mod flood;
 pub mod lab;
 pub mod netns;
 pub mod nft;

@@ -54,7 +54,8 @@ impl Daemon {
                     o.insert("version".into(), env!("CARGO_PKG_VERSION").into());
                     o.insert("target".into(), crate::BUILD_TARGET.into());
                     o.insert("flows_unjudged_pending".into(), self.pending.len().into());
-                    o.insert("flows_unjudged_dropped".into(), self.pending_dropped.into());
+                    o.insert("flows_unjudged_dropped".into(), self.engine.counters.pending_evicted.into());
+                    o.insert("neighbour_lookups_dumps_only".into(), self.lookups.dumps_only().into());
                     o.insert("syslog_queued".into(), self.syslog.pending().into());
                     o.insert("syslog_dropped".into(), self.syslog.dropped().into());
                     o.insert("state_writes".into(), self.store.writes.into());

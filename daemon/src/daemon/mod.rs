@@ -2,7 +2,6 @@
 //! engine). Kernel events, control requests, signals and a housekeeping tick
 //! arrive here; the engine's effects are carried out through the adapters.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +14,7 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::control::protocol::{Request, Response};
 use crate::control::server;
 use crate::engine::{CommandError, Cut, Effect, Engine, Flow, FlowOutcome};
+use crate::identify::{Lookups, Plan, Waiting};
 use crate::kernel::{CtRead, Kernel, RouteEvent};
 use crate::nft::watch::Watch;
 use crate::nft::{self, Elem, SetChange};
@@ -26,16 +26,21 @@ use crate::syslog::Syslog;
 mod commands;
 mod effects;
 mod heal;
+mod resync;
 
 /// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
-/// this long for the neighbour entry, at most `MAX_PENDING` of them.
+/// this long for the neighbour entry (at most `identify::MAX_WAITING`).
 const PENDING_FOR: u64 = 5;
-const MAX_PENDING: usize = 1024;
-/// NFLOG datagrams (one answer each) judged together, their elements sent
-/// in one nf_tables batch.
+/// While something waits, addresses whose backoff ended are asked about
+/// again this often.
+const LOOKUP_RETRY: Duration = Duration::from_millis(100);
+/// A loop turn longer than this is logged (debug).
+const SLOW_TURN: Duration = Duration::from_millis(50);
+/// DNS datagrams taken ahead of a conntrack event, at most (one loop turn).
+const DNS_CATCH_UP: usize = 16;
+/// NFLOG datagrams (one answer each) judged in one DNS turn, their flows
+/// looked up in one round trip and their elements sent in one batch.
 const MAX_DNS_BATCH: usize = 256;
-/// At most one neighbour dump per this long for unidentified devices.
-const NEIGH_REFRESH: Duration = Duration::from_millis(20);
 
 /// Waiting for its device to be identified.
 enum Parked {
@@ -94,9 +99,13 @@ struct Daemon {
     /// Destination cuts waiting for the next sweep (see `effects`).
     sweep: Vec<Cut>,
     config_path: PathBuf,
-    pending: VecDeque<(Parked, u64)>,
-    neigh_refreshed: Option<std::time::Instant>,
-    pending_dropped: u64,
+    /// What waits for its device, by address, and when to ask the kernel.
+    pending: Waiting<Parked>,
+    lookups: Lookups,
+    /// The origin of `Lookups`' monotonic milliseconds.
+    clock: std::time::Instant,
+    /// A resync with the conntrack table in progress.
+    resync: Option<resync::Resync>,
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
     dns_bound: bool,
@@ -166,6 +175,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // Their effects wait for the table (persisted state, a new address of a
     // quarantined device): the ruleset below already holds such elements.
     let mut start_fx = Vec::new();
+    engine.counters.neighbour_dumps += 1;
     for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
         apply_route(&mut engine, ev, &mut start_fx);
     }
@@ -174,7 +184,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // The nf_tables notification socket is open already (Kernel::open), so
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: VecDeque::new(), neigh_refreshed: None, pending_dropped: 0, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new(), watch };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new(), watch };
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
     d.rebuild_table().await.context("installing the nftables table")?;
@@ -183,8 +193,9 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     enable_conntrack_accounting();
     d.read_leases();
     tracing::info!(config = %d.config_path.display(), mode = ?daemon_cfg.mode, table = %daemon_cfg.nft_table, "leash started");
-    // Flows that existed before we started get judged too.
-    d.resync(false).await;
+    // Flows that existed before we started get judged too (in the loop, a
+    // piece per turn).
+    d.begin_resync(false);
 
     let local = tokio::task::LocalSet::new();
     let result = local.run_until(d.main_loop(listener)).await;
@@ -220,30 +231,96 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut retry = tokio::time::interval(LOOKUP_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ct_buf = Vec::new();
         let mut rt_buf = Vec::new();
         let mut dns_buf = Vec::new();
         let mut nft_buf = Vec::new();
         loop {
+            // Each arm does a bounded piece of work, so that control
+            // requests interleave with any flood; a turn that still takes
+            // long is logged with its arm (at debug: a busy router is not a fault).
+            let now = std::time::Instant::now;
             let heal_at = self.watch.due().map(tokio::time::Instant::from_std);
-            tokio::select! {
-                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => self.on_dns(r, &mut dns_buf).await,
-                r = self.kernel.read_ct(&mut ct_buf) => self.on_ct(r, std::time::Instant::now(), &mut dns_buf).await,
-                r = self.kernel.read_route(&mut rt_buf) => self.on_route(r).await,
-                r = self.kernel.read_nft_events(&mut nft_buf) => self.on_nft_events(r, &mut nft_buf).await,
-                _ = tokio::time::sleep_until(heal_at.unwrap_or_else(tokio::time::Instant::now)), if heal_at.is_some() => self.heal().await,
+            let (arm, began) = tokio::select! {
+                r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => {
+                    let t = now();
+                    self.on_dns(r, &mut dns_buf).await;
+                    ("dns", t)
+                }
+                r = self.kernel.read_ct(&mut ct_buf) => {
+                    let t = now();
+                    self.on_ct(r, t, &mut dns_buf).await;
+                    ("conntrack", t)
+                }
+                r = resync::next_batch(&mut self.resync), if self.resync_dumping() => {
+                    let t = now();
+                    self.dump_turn(r).await;
+                    ("resync", t)
+                }
+                _ = std::future::ready(()), if self.resync_draining() => {
+                    let t = now();
+                    self.drain_turn();
+                    ("drain", t)
+                }
+                r = self.kernel.read_route(&mut rt_buf) => {
+                    let t = now();
+                    self.on_route(r).await;
+                    ("rtnetlink", t)
+                }
+                r = self.kernel.read_nft_events(&mut nft_buf) => {
+                    let t = now();
+                    self.on_nft_events(r, &mut nft_buf).await;
+                    ("nft-events", t)
+                }
+                _ = tokio::time::sleep_until(heal_at.unwrap_or_else(tokio::time::Instant::now)), if heal_at.is_some() => {
+                    let t = now();
+                    self.heal().await;
+                    ("heal", t)
+                }
                 Some((req, reply)) = jobs.recv() => {
+                    let t = now();
                     let resp = self.handle(req).await;
                     let _ = reply.send(resp);
+                    ("control", t)
                 }
-                _ = hup.recv() => { let _ = self.reload().await; }
+                _ = hup.recv() => {
+                    let t = now();
+                    let _ = self.reload().await;
+                    ("reload", t)
+                }
                 _ = term.recv() => return Ok(()),
                 _ = int.recv() => return Ok(()),
-                _ = tick.tick() => self.housekeeping().await,
+                _ = tick.tick() => {
+                    let t = now();
+                    self.housekeeping().await;
+                    ("housekeeping", t)
+                }
+                _ = retry.tick(), if !self.pending.is_empty() => {
+                    let t = now();
+                    let mut fx = Vec::new();
+                    let waiting: Vec<std::net::IpAddr> = self.pending.addrs().collect();
+                    self.identify(waiting, &mut fx).await;
+                    self.execute(fx).await;
+                    ("identify", t)
+                }
                 // Queued alert lines go out as soon as syslog reads again.
-                _ = self.syslog.writable(), if self.syslog.pending() > 0 => self.syslog.flush(),
+                _ = self.syslog.writable(), if self.syslog.pending() > 0 => {
+                    let t = now();
+                    self.syslog.flush();
+                    ("syslog", t)
+                }
                 r = &mut server => anyhow::bail!("control socket server ended: {r:?}"),
+            };
+            let held = began.elapsed();
+            if held >= SLOW_TURN {
+                tracing::debug!(arm, ms = held.as_millis() as u64, "event loop turn took long");
             }
+            // Let the control server's tasks run between turns: they run
+            // only when this loop yields, and under a flood some arm is
+            // always ready, so it would yield only when tokio's budget runs out.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -253,25 +330,25 @@ impl Daemon {
         match r {
             CtRead::Flows(flows, ended) => {
                 self.engine.counters.ct_new_events += flows.len() as u64;
-                let mut unknown = self.catch_up_dns(dns_buf, &mut fx).await;
+                let mut unknown = self.catch_up_dns(dns_buf, &mut fx, DNS_CATCH_UP).await;
                 for f in flows {
                     if self.engine.on_flow(&f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(Parked::Flow(f), now);
-                        unknown = true;
+                        self.park(f.src, Parked::Flow(f), now);
+                        unknown.push(f.src);
                     }
                 }
                 for c in &ended {
                     self.engine.on_counters(c, true, now, &mut fx);
                 }
-                if unknown {
-                    self.identify(&mut fx).await;
+                if !unknown.is_empty() {
+                    self.identify(unknown, &mut fx).await;
                 }
             }
             CtRead::Lost => {
                 self.engine.counters.events_lost += 1;
                 tracing::warn!(overruns = self.engine.counters.events_lost, "conntrack events lost (receive buffer overrun); resyncing from a dump");
                 self.execute(fx).await;
-                self.resync(true).await;
+                self.begin_resync(true);
                 return;
             }
             CtRead::Failed(e) => {
@@ -294,40 +371,16 @@ impl Daemon {
         }
     }
 
-    fn park(&mut self, f: Parked, now: u64) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front();
-            self.pending_dropped += 1;
-            tracing::warn!(cap = MAX_PENDING, dropped = self.pending_dropped, "too many flows from unknown devices; dropped the oldest unjudged");
-        }
-        self.pending.push_back((f, now + PENDING_FOR));
-    }
-
-    /// Judges every flow the kernel holds: at start, and after lost events.
-    async fn resync(&mut self, after_loss: bool) {
-        if after_loss {
-            let dropped = self.kernel.drain_ct();
-            tracing::debug!(datagrams = dropped, "drained queued conntrack events before the resync dump");
-        }
-        match self.kernel.dump_flows().await {
-            Ok(flows) => {
-                let now = now();
-                let mut fx = Vec::new();
-                self.engine.counters.ct_dumped += flows.len() as u64;
-                for (f, _) in &flows {
-                    if self.engine.on_flow(f, now, &mut fx) == FlowOutcome::Unidentified {
-                        self.park(Parked::Flow(*f), now);
-                    }
-                }
-                if after_loss {
-                    self.engine.counters.resyncs += 1;
-                }
-                tracing::info!(flows = flows.len(), after_loss, "judged the conntrack table");
-                self.execute(fx).await;
+    /// Keeps a flow or answer until the device at `addr` is identified.
+    fn park(&mut self, addr: std::net::IpAddr, p: Parked, now: u64) {
+        for (addr, gone) in self.pending.park(addr, p, now + PENDING_FOR) {
+            let c = &mut self.engine.counters;
+            c.pending_evicted += 1;
+            if matches!(gone, Parked::Dns(..)) {
+                c.dns_unknown_client += 1;
             }
-            Err(e) => {
-                self.engine.counters.kernel_errors += 1;
-                tracing::error!(error = %e, "conntrack dump failed; flows may go unjudged until the next resync");
+            if c.pending_evicted.is_power_of_two() {
+                tracing::warn!(%addr, dropped = c.pending_evicted, "too many flows from unknown devices; dropped the oldest unjudged");
             }
         }
     }
@@ -340,9 +393,9 @@ impl Daemon {
                 let mut unknown = self.take_answers(answers, bad, &mut fx);
                 // The answers queued behind this one join it: their flows
                 // are looked up and their blocks sent as one batch each.
-                unknown |= self.catch_up_dns(buf, &mut fx).await;
-                if unknown {
-                    self.identify(&mut fx).await;
+                unknown.extend(self.catch_up_dns(buf, &mut fx, MAX_DNS_BATCH).await);
+                if !unknown.is_empty() {
+                    self.identify(unknown, &mut fx).await;
                 }
                 self.execute(fx).await;
             }
@@ -354,11 +407,11 @@ impl Daemon {
         }
     }
 
-    /// Judges snooped answers; returns true when some wait for their device.
-    fn take_answers(&mut self, answers: Vec<crate::kernel::Snooped>, bad: u64, fx: &mut Vec<Effect>) -> bool {
+    /// Judges snooped answers; returns the clients whose answers wait for their device.
+    fn take_answers(&mut self, answers: Vec<crate::kernel::Snooped>, bad: u64, fx: &mut Vec<Effect>) -> Vec<std::net::IpAddr> {
         let now = now();
         self.engine.counters.dns_errors += bad;
-        let mut unknown = false;
+        let mut unknown = Vec::new();
         for (a, provenance) in answers {
             // Spoofed or unasked: names nothing, changes nothing.
             let Some(via) = self.engine.vouch(&a, &provenance) else { continue };
@@ -368,8 +421,8 @@ impl Daemon {
             // The router sent this answer, so it knows the device's
             // MAC: its neighbour event just has not been read yet.
             if self.engine.net.is_lan_addr(a.client) {
-                self.park(Parked::Dns(a.client, a.records, via), now);
-                unknown = true;
+                unknown.push(a.client);
+                self.park(a.client, Parked::Dns(a.client, a.records, via), now);
             } else {
                 self.engine.counters.dns_unknown_client += 1;
             }
@@ -381,11 +434,11 @@ impl Daemon {
     /// queued before the device even has it, so before its flow's NEW
     /// event: taking them first means a flow is judged with its names,
     /// whichever socket the event loop happened to poll first.
-    async fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>) -> bool {
+    /// At most `max` datagrams: a DNS flood must not hold the loop.
+    async fn catch_up_dns(&mut self, buf: &mut Vec<u8>, fx: &mut Vec<Effect>, max: usize) -> Vec<std::net::IpAddr> {
         let mut answers = Vec::new();
         let mut bad = 0;
-        // Bounded, so that a flood of answers cannot starve the other arms.
-        for _ in 0..MAX_DNS_BATCH {
+        for _ in 0..max {
             if !self.dns_bound {
                 break;
             }
@@ -403,7 +456,7 @@ impl Daemon {
             }
         }
         if answers.is_empty() && bad == 0 {
-            return false;
+            return Vec::new();
         }
         // One round trip asks for the flows of the whole batch.
         self.kernel.look_up_flows(&mut answers).await;
@@ -432,18 +485,18 @@ impl Daemon {
             Ok(events) => {
                 let mut fx = Vec::new();
                 for ev in events {
-                    apply_route(&mut self.engine, ev, &mut fx);
+                    self.apply_route(ev, &mut fx);
                 }
-                self.retry_pending(&mut fx);
                 self.execute(fx).await;
             }
             Err(e) => {
                 self.engine.counters.kernel_errors += 1;
                 tracing::error!(error = %e, "reading rtnetlink events");
                 if let Ok(events) = self.kernel.dump_routes().await {
+                    self.engine.counters.neighbour_dumps += 1;
                     let mut fx = Vec::new();
                     for ev in events {
-                        apply_route(&mut self.engine, ev, &mut fx);
+                        self.apply_route(ev, &mut fx);
                     }
                     self.execute(fx).await;
                 }
@@ -452,54 +505,100 @@ impl Daemon {
         }
     }
 
-    /// Reads the neighbour table now (at most every `NEIGH_REFRESH`) and
-    /// judges what was waiting for its device.
-    async fn identify(&mut self, fx: &mut Vec<Effect>) {
-        if self.neigh_refreshed.is_some_and(|t| t.elapsed() < NEIGH_REFRESH) {
-            return;
-        }
-        self.neigh_refreshed = Some(std::time::Instant::now());
-        match self.kernel.dump_neighbours().await {
-            Ok(events) => {
-                for ev in events {
-                    apply_route(&mut self.engine, ev, fx);
+    /// Asks the kernel about unidentified LAN addresses, as `Lookups`
+    /// allows: each address alone (RTM_GETNEIGH), or on kernels without
+    /// that the whole table, rarely. What waited for an address found is
+    /// judged at once (`apply_route`).
+    async fn identify(&mut self, candidates: Vec<std::net::IpAddr>, fx: &mut Vec<Effect>) {
+        let now_ms = self.clock.elapsed().as_millis() as u64;
+        match self.lookups.plan(candidates, now_ms) {
+            Plan::Nothing => {}
+            Plan::LookUp(addrs) => {
+                let asks: Vec<(u32, std::net::IpAddr)> = addrs.iter().filter_map(|a| Some((self.engine.net.lan_if_of(*a)?, *a))).collect();
+                self.engine.counters.neighbour_lookups += asks.len() as u64;
+                match self.kernel.lookup_neighbours(&asks).await {
+                    Ok(events) => {
+                        for ev in events {
+                            self.apply_route(ev, fx);
+                        }
+                    }
+                    Err(e) if e.downcast_ref::<crate::netlink::socket::NlError>().and_then(|e| e.errno()) == Some(libc::EOPNOTSUPP) => {
+                        tracing::warn!(error = %e, "this kernel cannot look up single neighbours; reading the whole table instead, a few times a second at most");
+                        self.lookups.lookups_unsupported();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "looking up neighbour entries failed"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reading the neighbour table failed"),
+            Plan::Dump => {
+                self.engine.counters.neighbour_dumps += 1;
+                match self.kernel.dump_neighbours().await {
+                    Ok(events) => {
+                        for ev in events {
+                            self.apply_route(ev, fx);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the neighbour table failed"),
+                }
+            }
         }
-        self.retry_pending(fx);
     }
 
-    fn retry_pending(&mut self, fx: &mut Vec<Effect>) {
+    /// A route event, and then what waited for a neighbour it identified.
+    fn apply_route(&mut self, ev: RouteEvent, fx: &mut Vec<Effect>) {
+        let learned = match &ev {
+            RouteEvent::Neigh { ip, mac: Some(_), gone: false, .. } => Some(*ip),
+            _ => None,
+        };
+        apply_route(&mut self.engine, ev, fx);
+        let Some(ip) = learned else { return };
+        if self.engine.devices.mac_of(ip).is_none() {
+            return;
+        }
+        self.lookups.found(ip);
+        if self.pending.is_waiting(ip) {
+            self.judge_waiting(ip, fx);
+        }
+    }
+
+    /// Judges what waited for the device at `ip`, now identified; at most
+    /// `identify::MAX_WAITING_PER_ADDR` items.
+    fn judge_waiting(&mut self, ip: std::net::IpAddr, fx: &mut Vec<Effect>) {
         let now = now();
-        let mut keep = VecDeque::new();
-        while let Some((p, until)) = self.pending.pop_front() {
+        for p in self.pending.take(ip) {
             let judged = match &p {
                 Parked::Flow(f) => self.engine.on_flow(f, now, fx) != FlowOutcome::Unidentified,
                 Parked::Dns(client, records, via) => self.engine.on_dns(*client, records, *via, now, fx),
             };
-            if judged {
-                continue;
-            }
-            // on_flow counted it again; count each flow once.
-            if let Parked::Flow(_) = p {
-                self.engine.counters.flows_unidentified -= 1;
-            }
-            if now < until {
-                keep.push_back((p, until));
-                continue;
-            }
-            match p {
-                Parked::Flow(f) => {
-                    tracing::warn!(src = %f.src, dst = %f.dst, "flow from a LAN address with no known MAC; not judged")
+            if !judged {
+                // Identified a moment ago: cannot happen, but never loop on it.
+                if let Parked::Flow(_) = p {
+                    self.engine.counters.flows_unidentified -= 1;
                 }
-                Parked::Dns(client, ..) => {
-                    self.engine.counters.dns_unknown_client += 1;
-                    tracing::warn!(client = %client, "DNS answer to a LAN address with no known MAC; not judged");
-                }
+                self.park(ip, p, now);
             }
         }
-        self.pending = keep;
+    }
+
+    /// What waited in vain: counted, and logged at powers of two (a flood
+    /// of spoofed sources would write a line per flow).
+    fn expire_waiting(&mut self, now: u64) {
+        for (addr, p) in self.pending.expire(now) {
+            let c = &mut self.engine.counters;
+            c.pending_expired += 1;
+            let log = c.pending_expired.is_power_of_two();
+            match p {
+                Parked::Flow(f) if log => {
+                    tracing::warn!(src = %f.src, dst = %f.dst, expired = c.pending_expired, "flow from a LAN address with no known MAC; not judged")
+                }
+                Parked::Dns(..) => {
+                    c.dns_unknown_client += 1;
+                    if log {
+                        tracing::warn!(client = %addr, expired = c.pending_expired, "DNS answer to a LAN address with no known MAC; not judged");
+                    }
+                }
+                Parked::Flow(_) => {}
+            }
+        }
     }
 
     async fn housekeeping(&mut self) {
@@ -530,11 +629,7 @@ impl Daemon {
             self.read_counters(now, &mut fx).await;
             self.execute(fx).await;
         }
-        if !self.pending.is_empty() {
-            let mut fx = Vec::new();
-            self.identify(&mut fx).await;
-            self.execute(fx).await;
-        }
+        self.expire_waiting(now);
     }
 
     /// Accounts the bytes of running flows (a conntrack dump).

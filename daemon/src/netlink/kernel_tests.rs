@@ -281,6 +281,33 @@ fn kernel_conntrack_events_dump_and_delete() {
 }
 
 #[test]
+fn kernel_conntrack_dump_read_a_datagram_at_a_time() {
+    if !kernel_available() {
+        return;
+    }
+    const N: u32 = 3000;
+    let ns = Netns::new();
+    ns.run(|| async {
+        nft_file(TABLE);
+        let path = std::env::temp_dir().join(format!("leash-nl-stream-{}", std::process::id()));
+        let text: String = (0..N).map(|i| format!("-I -s 10.2.{}.{} -d 198.51.100.1 -p udp --sport 4000 --dport 53 -t 120\n", i >> 8, i & 0xff)).collect();
+        std::fs::write(&path, text).unwrap();
+        run(&["conntrack", "-R", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&path);
+        let mut dump = DumpReader::start(NETLINK_NETFILTER, conntrack::dump_request).unwrap();
+        let (mut entries, mut datagrams, mut biggest) = (0usize, 0, 0);
+        while let Some(batch) = dump.next(|m| conntrack::parse_dump_message(m).ok().flatten()).await.unwrap() {
+            datagrams += 1;
+            biggest = biggest.max(batch.len());
+            entries += batch.iter().filter(|e| e.orig.dst == ip("198.51.100.1")).count();
+        }
+        assert_eq!(entries, N as usize);
+        assert!(datagrams > 3 && biggest < N as usize, "{datagrams} datagrams, at most {biggest} entries each");
+        assert!(dump.next(|_| Some(())).await.unwrap().is_none(), "ended stays ended");
+    });
+}
+
+#[test]
 fn kernel_conntrack_burst_is_never_lost_silently() {
     if !kernel_available() {
         return;
@@ -412,6 +439,31 @@ fn kernel_route_neighbours_links_addrs() {
             }
         }
         // The veth pair dies with the namespace; remove it anyway.
+        run(&["ip", "link", "del", "lnl0"]);
+    });
+}
+
+#[test]
+fn kernel_neighbour_lookup_of_single_addresses() {
+    if !kernel_available() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        let req = NlSocket::open(NETLINK_ROUTE, &[], REQUEST_RCVBUF).unwrap();
+        run(&["ip", "link", "add", "lnl0", "type", "veth", "peer", "name", "lnl1"]);
+        run(&["ip", "link", "set", "lnl0", "up"]);
+        run(&["ip", "addr", "add", "192.0.2.254/24", "dev", "lnl0"]);
+        run(&["ip", "neigh", "add", "192.0.2.9", "lladdr", "aa:bb:cc:00:00:09", "dev", "lnl0", "nud", "permanent"]);
+        run(&["ip", "neigh", "add", "2001:db8::9", "lladdr", "aa:bb:cc:00:00:0a", "dev", "lnl0", "nud", "permanent"]);
+        let ifindex = route_dump_links(&req).await.unwrap().iter().find(|l| l.name == "lnl0").expect("lnl0").ifindex;
+        let asks = [(ifindex, ip("192.0.2.9")), (ifindex, ip("192.0.2.99")), (ifindex, ip("2001:db8::9")), (ifindex + 100, ip("192.0.2.9"))];
+        let found = route_get_neighbours(&req, &asks).await.unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|n| n.ip == ip("192.0.2.9") && n.mac == Some(mac("aa:bb:cc:00:00:09")) && n.ifindex == ifindex));
+        assert!(found.iter().any(|n| n.ip == ip("2001:db8::9") && n.mac == Some(mac("aa:bb:cc:00:00:0a"))));
+        // The socket is clean afterwards: a dump on it still works.
+        assert!(route_dump_neighbours(&req).await.unwrap().len() >= 2);
         run(&["ip", "link", "del", "lnl0"]);
     });
 }

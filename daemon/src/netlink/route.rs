@@ -13,7 +13,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::nla::{self, Attrs, Msg, NlWriter, NLMSG_MIN_TYPE, NLM_F_DUMP, NLM_F_REQUEST};
+use super::nla::{self, Attrs, Msg, NlWriter, NLMSG_MIN_TYPE, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use crate::mac::Mac;
 
 /// Multicast groups (`RTNLGRP_*`), for `NlSocket::open`.
@@ -184,6 +184,31 @@ pub fn dump_neighbours_request(seq: u32) -> Vec<u8> {
     dump(RTM_GETNEIGH, seq, RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()))
 }
 
+/// `struct ndmsg`: family, 3 bytes pad, ifindex, state, flags, type.
+const NDMSG_LEN: usize = 12;
+const NDA_DST: u16 = 1;
+
+/// Asks for one neighbour entry: the address on that interface (the
+/// kernel's `neigh_get`, Linux ≥ 5.0; `ip neigh get ADDR dev IF`). The
+/// kernel answers with one RTM_NEWNEIGH and, as asked, an ack; or with
+/// ENOENT when it has no entry. The header must carry nothing but family
+/// and ifindex, and NDA_DST is the only attribute it accepts.
+pub fn get_neighbour_request(seq: u32, ifindex: u32, ip: IpAddr) -> Vec<u8> {
+    let (family, addr): (u8, Vec<u8>) = match ip {
+        IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
+    let mut ndmsg = [0u8; NDMSG_LEN];
+    ndmsg[0] = family;
+    ndmsg[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut w = NlWriter::new();
+    w.begin_msg(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq);
+    w.raw(&ndmsg);
+    w.attr(NDA_DST, &addr);
+    w.end_msg();
+    w.finish()
+}
+
 pub fn dump_links_request(seq: u32) -> Vec<u8> {
     dump(RTM_GETLINK, seq, RouteNetlinkMessage::GetLink(LinkMessage::default()))
 }
@@ -246,6 +271,21 @@ mod tests {
             assert_eq!(m.payload.len(), body);
             assert!(m.payload.iter().all(|&x| x == 0));
         }
+    }
+
+    #[test]
+    fn get_neighbour_request_asks_for_one_address() {
+        // As `ip neigh get 192.0.2.9 dev d0` sends it (seen with strace:
+        // ndmsg with family and ifindex only, then NDA_DST), plus NLM_F_ACK.
+        let b = get_neighbour_request(7, 3, ip("192.0.2.9"));
+        let m = Msg::parse(&b).unwrap();
+        assert_eq!((m.hdr.ty, m.hdr.flags, m.hdr.seq, m.hdr.len as usize), (RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_ACK, 7, b.len()));
+        assert_eq!(m.payload, [2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 8, 0, 1, 0, 192, 0, 2, 9]);
+        let b = get_neighbour_request(8, 3, ip("2001:db8::9"));
+        let m = Msg::parse(&b).unwrap();
+        assert_eq!(m.payload.len(), NDMSG_LEN + 4 + 16);
+        assert_eq!(m.payload[0], libc::AF_INET6 as u8);
+        assert_eq!(&m.payload[12..16], [20, 0, 1, 0]);
     }
 
     #[test]

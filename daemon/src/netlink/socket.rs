@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::io::IoSliceMut;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -253,6 +254,23 @@ impl NlSocket {
         n
     }
 
+    /// Reads and drops at most `max` queued datagrams: a bounded piece of
+    /// `drain`, for a loop that must stay responsive. Returns how many went
+    /// and whether the queue ran empty.
+    pub fn drain_some(&self, max: usize) -> (usize, bool) {
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut n = 0;
+        while n < max {
+            match Self::recv_once(self.fd.get_ref().as_raw_fd(), &mut buf) {
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(_) => return (n, true),
+            }
+        }
+        (n, false)
+    }
+
     /// Receives one datagram from the kernel into `buf` (`buf[..n]`, `n`
     /// returned). Datagrams from other processes are dropped.
     pub async fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
@@ -390,6 +408,72 @@ impl NlSocket {
                 return Ok(reply.msgs);
             }
         }
+    }
+}
+
+/// A dump read one datagram at a time: the kernel fills the next datagram
+/// only when the last was read, so a table of a quarter million entries
+/// never sits in memory whole, and the reader may do other work between
+/// datagrams. It owns its socket, so no other request's replies mix in.
+pub struct DumpReader {
+    sock: NlSocket,
+    seq: u32,
+    buf: Vec<u8>,
+    done: bool,
+    /// The kernel flagged the dump as changed while it ran.
+    pub interrupted: bool,
+}
+
+impl DumpReader {
+    /// Opens a socket of `protocol` and sends the dump request `make(seq)`.
+    pub fn start(protocol: i32, make: impl FnOnce(u32) -> Vec<u8>) -> Result<DumpReader, NlError> {
+        let sock = NlSocket::open(protocol, &[], REQUEST_RCVBUF).map_err(NlError::Io)?;
+        let seq = sock.next_seq();
+        sock.send(&make(seq)).map_err(NlError::Io)?;
+        Ok(DumpReader { sock, seq, buf: Vec::with_capacity(RECV_BUF), done: false, interrupted: false })
+    }
+
+    /// The entries of the next datagram, decoded by `parse` (None: skipped);
+    /// `Ok(None)` once the dump has ended.
+    pub async fn next<T>(&mut self, mut parse: impl FnMut(&[u8]) -> Option<T>) -> Result<Option<Vec<T>>, NlError> {
+        if self.done {
+            return Ok(None);
+        }
+        let n = match tokio::time::timeout(REPLY_IDLE_TIMEOUT, self.sock.recv(&mut self.buf)).await {
+            Err(_) => return Err(NlError::Timeout(REPLY_IDLE_TIMEOUT)),
+            Ok(r) => r.map_err(NlError::Recv)?,
+        };
+        let mut out = Vec::new();
+        for raw in Messages::new(&self.buf[..n]) {
+            let raw = raw.map_err(NlError::Decode)?;
+            let m = Msg::parse(raw).map_err(NlError::Decode)?;
+            if m.hdr.pid != self.sock.port || m.hdr.seq != self.seq {
+                continue;
+            }
+            match m.hdr.ty {
+                NLMSG_DONE => {
+                    self.done = true;
+                    let errno = parse_done(m.payload);
+                    if errno != 0 {
+                        let e = NlErrorMsg { errno, orig: m.hdr, ext_msg: None };
+                        return Err(NlError::kernel("dump".into(), &e));
+                    }
+                }
+                NLMSG_ERROR => {
+                    self.done = true;
+                    let e = parse_error(m.hdr.flags, m.payload).map_err(NlError::Decode)?;
+                    if e.errno != 0 {
+                        return Err(NlError::kernel("dump".into(), &e));
+                    }
+                }
+                ty if ty < NLMSG_MIN_TYPE => {}
+                _ => {
+                    self.interrupted |= m.hdr.flags & NLM_F_DUMP_INTR != 0;
+                    out.extend(parse(raw));
+                }
+            }
+        }
+        Ok(Some(out))
     }
 }
 
@@ -581,6 +665,28 @@ pub async fn route_dump_neighbours(sock: &NlSocket) -> Result<Vec<NeighEvent>, N
             _ => None,
         })
         .collect())
+}
+
+/// Looks up single neighbour entries, one request each (RTM_GETNEIGH for
+/// one address on one interface): the entries found, and the addresses the
+/// kernel has none for. One request per exchange, since `exchange` stops
+/// waiting when the first of several messages fails. A kernel without the
+/// lookup (before 5.0) refuses with EOPNOTSUPP: that is the error returned.
+pub async fn route_get_neighbours(sock: &NlSocket, asks: &[(u32, IpAddr)]) -> Result<Vec<NeighEvent>, NlError> {
+    let mut found = Vec::new();
+    for &(ifindex, ip) in asks {
+        let reply = sock.exchange(&route::get_neighbour_request(sock.next_seq(), ifindex, ip)).await?;
+        match reply.acks.iter().find(|e| e.errno != 0) {
+            None => found.extend(route_events(&reply.msgs)?.into_iter().filter_map(|e| match e {
+                RouteEvent::Neigh(n) => Some(n),
+                _ => None,
+            })),
+            Some(e) if e.errno == libc::EOPNOTSUPP => return Err(NlError::kernel("neighbour lookup (RTM_GETNEIGH)".into(), e)),
+            // ENOENT: no entry; ENODEV: the interface went away meanwhile.
+            Some(e) => tracing::trace!(%ip, ifindex, errno = e.errno, "no neighbour entry"),
+        }
+    }
+    Ok(found)
 }
 
 pub async fn route_dump_links(sock: &NlSocket) -> Result<Vec<LinkEvent>, NlError> {

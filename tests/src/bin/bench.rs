@@ -10,7 +10,10 @@
 //! (d) DNS-time judging: payload bytes a WAN server gets from a device that
 //!     resolves a denied name and connects at once, with 20 ms added to the
 //!     WAN link (NFQUEUE delayer: the lab kernel has no netem) and without;
-//!     and DNS answers the daemon processes per second.
+//!     and DNS answers the daemon processes per second;
+//! (e) status latency on the control socket (p50/p99/max) while floods run:
+//!     5 000 LAN neighbours with flows (more than the device table holds),
+//!     and a 250 000-flow `conntrack -R` burst; with RSS and the counters.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -40,10 +43,11 @@ profile = "strict"
 "#;
 
 fn main() {
-    // BENCH_ONLY=dns: only the DNS figures (d).
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("dns") {
-        dns_figures();
-        return;
+    // BENCH_ONLY=dns / floods: only the DNS figures (d) / the flood figures (e).
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("dns") => return dns_figures(),
+        Ok("floods") => return flood_figures(),
+        _ => {}
     }
     let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let mut lab = Lab::new("bench");
@@ -59,6 +63,7 @@ fn main() {
     drop(lab);
 
     dns_figures();
+    flood_figures();
 }
 
 fn status(lab: &Lab) -> Value {
@@ -339,4 +344,59 @@ fn dns_leak_runs(lab: &Lab, server: &leash_lab::netns::TcpServer, targets: &[(St
         leaked.push(server.bytes_from(ip4(1)) - before);
     }
     leaked
+}
+
+/// (e) Each flood in a lab of its own, with a status poller running.
+fn flood_figures() {
+    use leash_lab::flood::{self, StatusPoller};
+    let config = "[daemon]\nalert_interval = \"1h\"\n\n[defaults]\nprofile = \"open\"\n\n[profile.open]\nunlisted = \"allow\"\n";
+    let run = |name: &str, setup: &dyn Fn(&Lab), lines: Vec<String>| {
+        let mut lab = Lab::new(name);
+        lab.start_leash(config);
+        flood::add_flood_net(lab.router());
+        let pid = lab.daemon_pid().expect("daemon running");
+        let poller = StatusPoller::start(lab.socket(), pid, Duration::from_millis(20), Duration::from_secs(2));
+        setup(&lab);
+        let n = lines.len();
+        let took = flood::conntrack_burst(lab.router(), &lab.dir, lines.into_iter());
+        // Settled: no new conntrack events for 2 s and nothing waiting.
+        let mut last = (u64::MAX, Instant::now());
+        poll_until(Duration::from_secs(90), || {
+            let s = poller.last().unwrap_or_default();
+            let seen = flood::counter(&s, "ct_new_events") + flood::counter(&s, "ct_dumped");
+            if seen != last.0 {
+                last = (seen, Instant::now());
+            }
+            let fresh = poller.last_age().is_some_and(|a| a < Duration::from_millis(500));
+            fresh && last.1.elapsed() > Duration::from_secs(2) && flood::counter(&s, "flows_unjudged_pending") == 0
+        });
+        let s = poller.last().unwrap_or_default();
+        let lat = poller.stop();
+        let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
+        println!("{name}_flows={n}");
+        println!("{name}_insert_seconds={:.2}", took.as_secs_f64());
+        println!("{name}_status_p50_ms={}", ms(lat.quantile(0.5)));
+        println!("{name}_status_p99_ms={}", ms(lat.quantile(0.99)));
+        println!("{name}_status_max_ms={}", ms(lat.max()));
+        println!("{name}_status_answered={}", lat.answered.len());
+        println!("{name}_status_unanswered={}", lat.failures.len());
+        println!("{name}_rss_max_kb={}", lat.rss_max_kb);
+        println!("{name}_rss_anon_max_kb={}", lat.rss_anon_max_kb);
+        for c in ["devices", "devices_evicted", "neighbour_dumps", "neighbour_lookups", "pending_evicted", "pending_expired", "flows_judged", "events_lost", "resyncs"] {
+            println!("{name}_{c}={}", flood::counter(&s, c));
+        }
+    };
+    let neighbours = 5000;
+    let flows: Vec<String> = (0..4u16)
+        .flat_map(|k| (0..neighbours).map(move |i| flood::flow_line(flood::flood_ip(i), std::net::Ipv4Addr::new(203, 0, 113, 8), 10_000 + k)))
+        .collect();
+    run("flood_neighbours", &|lab: &Lab| flood::add_neighbours(lab.router(), &lab.dir, 0..neighbours), flows);
+    let (burst, sources) = (250_000, 2000);
+    let flows: Vec<String> = (0..burst)
+        .map(|i| {
+            let dst = std::net::Ipv4Addr::new(198, 18 + (i / 65_536 % 2) as u8, (i / 256 % 256) as u8, (i % 256) as u8);
+            flood::flow_line(flood::flood_ip(i % sources), dst, 20_000 + (i / sources % 40_000) as u16)
+        })
+        .collect();
+    run("flood_burst", &|lab: &Lab| flood::add_neighbours(lab.router(), &lab.dir, 0..sources / 2), flows);
 }
