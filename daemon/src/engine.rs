@@ -174,7 +174,8 @@ pub struct Engine {
     state: State,
     pub devices: DeviceTable,
     pub net: NetMap,
-    blocks: HashMap<(Mac, IpAddr), BlockInfo>,
+    /// Blocks in force, least recently given or renewed first.
+    blocks: BoundedMap<(Mac, IpAddr), BlockInfo>,
     suppress: BoundedMap<(Mac, Option<IpAddr>, Verb), u64>,
     lease_names: HashMap<Mac, String>,
     names: NameCache,
@@ -214,7 +215,7 @@ impl Engine {
             state,
             devices: DeviceTable::new(MAX_DEVICES),
             net,
-            blocks: HashMap::new(),
+            blocks: BoundedMap::new(MAX_BLOCKS),
             suppress: BoundedMap::new(MAX_SUPPRESS),
             lease_names: HashMap::new(),
             names: NameCache::new(MAX_NAME_ENTRIES, MAX_NAME_BYTES),
@@ -252,7 +253,7 @@ impl Engine {
     /// Every element leash holds now (for a table rebuild on reload).
     pub fn all_elements(&self, now: u64) -> Vec<(Elem, Option<Duration>)> {
         let mut out: Vec<_> = self.persisted_elements().into_iter().map(|e| (e, None)).collect();
-        for ((mac, ip), b) in &self.blocks {
+        for ((mac, ip), b) in self.blocks.iter() {
             let left = b.until.saturating_sub(now);
             if left > 0 {
                 out.push((Elem::Block(*mac, *ip), Some(Duration::from_secs(left))));
@@ -641,17 +642,31 @@ impl Engine {
     }
 
     fn add_block(&mut self, mac: Mac, dst: IpAddr, rule: Rule, names: Names, now: u64, out: &mut Vec<Effect>) {
-        if self.blocks.len() >= MAX_BLOCKS && !self.blocks.contains_key(&(mac, dst)) {
-            // The kernel element still expires by itself; only our memory of it goes.
-            if let Some(k) = self.blocks.iter().min_by_key(|(_, b)| b.until).map(|(k, _)| *k) {
-                self.blocks.remove(&k);
-                self.counters.blocks_evicted += 1;
-                tracing::warn!(cap = MAX_BLOCKS, evicted = self.counters.blocks_evicted, "block table full, forgot the block closest to expiry");
-            }
-        }
-        self.blocks.insert((mac, dst), BlockInfo { rule, until: 0, names });
+        self.keep_block((mac, dst), BlockInfo { rule, until: 0, names }, out);
         self.counters.blocks += 1;
         self.renew_block(mac, dst, now, out);
+    }
+
+    /// Puts a block in the table of blocks, keeping the device pinned for
+    /// each block it has. At the cap the least recently given or renewed
+    /// block is forgotten (counted): its element still drops until its own
+    /// timeout, it is just not renewed or journalled any longer.
+    fn keep_block(&mut self, key: (Mac, IpAddr), b: BlockInfo, out: &mut Vec<Effect>) {
+        match self.blocks.insert(key, b) {
+            Insert::Added => self.pin_device(key.0),
+            Insert::Replaced(_) => {}
+            Insert::Evicted((mac, addr), _) => {
+                self.pin_device(key.0);
+                self.unpin_device(mac);
+                out.push(Effect::Journal(Line::Remove { mac, addr }));
+                self.counters.blocks_evicted += 1;
+                if self.counters.blocks_evicted.is_power_of_two() {
+                    tracing::warn!(cap = MAX_BLOCKS, evicted = self.counters.blocks_evicted, "block table full, forgot the least recently given block (its element expires by itself)");
+                }
+            }
+            // Blocks are never pinned: unreachable, but never lose the count.
+            Insert::Refused(..) => self.counters.blocks_evicted += 1,
+        }
     }
 
     /// (Re)installs a block's element with a fresh timeout, journalled.
@@ -659,12 +674,15 @@ impl Engine {
         let timeout = block_timeout(mac, dst);
         let Some(b) = self.blocks.get_mut(&(mac, dst)) else { return };
         b.until = now + timeout.as_secs();
+        self.blocks.touch(&(mac, dst));
+        let Some(b) = self.blocks.get(&(mac, dst)) else { return };
         out.push(Effect::Journal(Line::Add(block_entry(mac, dst, b))));
         out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, dst), timeout: Some(timeout) }));
     }
 
     fn lift_block(&mut self, mac: Mac, dst: IpAddr, out: &mut Vec<Effect>) {
         if self.blocks.remove(&(mac, dst)).is_some() {
+            self.unpin_device(mac);
             out.push(Effect::Journal(Line::Remove { mac, addr: dst }));
             out.push(Effect::Set(SetChange::Delete(Elem::Block(mac, dst))));
         }
@@ -685,7 +703,7 @@ impl Engine {
                 list: e.names,
                 trusted,
             };
-            self.blocks.insert((e.mac, e.addr), BlockInfo { rule, until: e.until, names });
+            self.keep_block((e.mac, e.addr), BlockInfo { rule, until: e.until, names }, &mut Vec::new());
             n += 1;
         }
         n
@@ -838,7 +856,7 @@ impl Engine {
     /// still gives it; what it no longer gives is lifted.
     fn rejudge(&mut self, only: Option<Mac>, now: u64, out: &mut Vec<Effect>) {
         let monitor = self.monitor();
-        let keys: Vec<(Mac, IpAddr)> = self.blocks.keys().filter(|(m, _)| only.is_none_or(|o| o == *m)).copied().collect();
+        let keys: Vec<(Mac, IpAddr)> = self.blocks.iter().map(|(k, _)| *k).filter(|(m, _)| only.map_or(true, |o| o == *m)).collect();
         for (mac, ip) in keys {
             let mut t = self.target(mac, ip, now);
             if let Some(b) = self.blocks.get(&(mac, ip)) {
@@ -1621,5 +1639,38 @@ mod tests {
         // A flow read before is accounted by its delta, and forgotten when it ends.
         e.on_counters(&FlowCounters { id: MAX_COUNTED as u32 + 9, orig: up, up: 15, down: 0 }, true, 1011, &mut fx);
         assert_eq!(e.counted.len(), MAX_COUNTED - 1);
+    }
+
+    #[test]
+    fn a_device_with_blocks_is_pinned_until_its_last_block_goes() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        assert!(!e.devices.is_pinned(PHONE));
+        e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx);
+        e.on_flow(&flow("192.168.7.12", "203.0.113.9"), 1001, &mut fx);
+        assert!(e.devices.is_pinned(PHONE), "a blocked device is never evicted");
+        let mut fx = Vec::new();
+        e.consent(PHONE, "203.0.113.7".parse().unwrap(), 1002, &mut fx);
+        e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx);
+        assert!(e.devices.is_pinned(PHONE), "one block left");
+        let lists = std::mem::take(&mut e.policy.lists);
+        e.reload(Policy::new(config(Mode::Monitor, Verdict::Block, Verdict::Allow), lists), 1003, &mut fx);
+        assert_eq!(e.block_count(), 0);
+        assert!(!e.devices.is_pinned(PHONE), "no block, no consent, not configured: evictable again");
+    }
+
+    #[test]
+    fn at_the_cap_the_least_recently_given_block_is_forgotten_in_o1() {
+        let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+        let mut fx = Vec::new();
+        for i in 0..(MAX_BLOCKS as u32 + 3) {
+            let dst = IpAddr::from((0xc612_0000u32 + i).to_be_bytes());
+            e.add_block(PHONE, dst, Rule::Unlisted, Names::default(), 1000, &mut fx);
+        }
+        assert_eq!(e.block_count(), MAX_BLOCKS);
+        assert_eq!(e.counters.blocks_evicted, 3);
+        let first = IpAddr::from(0xc612_0000u32.to_be_bytes());
+        assert!(fx.contains(&Effect::Journal(Line::Remove { mac: PHONE, addr: first })), "the journal forgets it too");
+        assert!(e.devices.is_pinned(PHONE));
     }
 }
