@@ -129,6 +129,8 @@ pub struct Counters {
     /// DNS answers ignored: not the reply of a flow the device opened to
     /// that resolver (spoofed from the internet, unasked).
     pub dns_unsolicited: u64,
+    /// Times the NFLOG queue of DNS answers overran (answers lost).
+    pub dns_overruns: u64,
     /// Destinations blocked or quarantined when their DNS answer passed.
     pub dns_judged_deny: u64,
     pub counted_evicted: u64,

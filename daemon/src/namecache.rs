@@ -4,10 +4,10 @@
 //! TTL ran out), and the cache is capped in entries and in name bytes;
 //! evictions are counted.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::bounded::{BoundedMap, Insert};
 use crate::mac::Mac;
 use crate::trust::Resolver;
 
@@ -18,10 +18,52 @@ pub const GRACE_SECS: u64 = 600;
 /// TTLs above this are clamped, so a hostile answer cannot pin an entry.
 pub const MAX_TTL_SECS: u64 = 86_400;
 
+/// Kept small (≈ 100 bytes; it is most of the cache's memory): the resolver
+/// of each name is one bit (the router's resolver or not) plus the one
+/// outside resolver last seen for this address, not a `Resolver` per name.
 #[derive(Debug)]
 struct Entry {
-    names: heapless::Vec<(Arc<str>, Resolver), NAMES_PER_ENTRY>,
+    names: heapless::Vec<Arc<str>, NAMES_PER_ENTRY>,
+    /// Bit i: `names[i]` came from the router's resolver.
+    router: u8,
+    outside: Option<IpAddr>,
     expires: u64,
+}
+
+impl Entry {
+    fn via(&self, i: usize) -> Resolver {
+        match (self.router & (1 << i) != 0, self.outside) {
+            (true, _) | (false, None) => Resolver::Router,
+            (false, Some(a)) => Resolver::Outside(a),
+        }
+    }
+
+    fn set_via(&mut self, i: usize, via: Resolver) {
+        match via {
+            Resolver::Router => self.router |= 1 << i,
+            Resolver::Outside(a) => {
+                self.router &= !(1 << i);
+                self.outside = Some(a);
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.names.iter().map(|n| n.len()).sum()
+    }
+
+    /// Adds a name (dropping the oldest when full); returns the bytes freed.
+    fn push(&mut self, name: &str, via: Resolver) -> usize {
+        let mut freed = 0;
+        if self.names.is_full() {
+            freed = self.names.remove(0).len();
+            self.router >>= 1;
+        }
+        let i = self.names.len();
+        let _ = self.names.push(Arc::from(name));
+        self.set_via(i, via);
+        freed
+    }
 }
 
 /// The names a device resolved to one address, with the resolver of each:
@@ -79,7 +121,9 @@ impl Names {
 
 #[derive(Debug)]
 pub struct NameCache {
-    map: HashMap<(Mac, IpAddr), Entry>,
+    /// Least recently answered first: a flood of names pushes out the
+    /// oldest answers, in O(1) each.
+    map: BoundedMap<(Mac, IpAddr), Entry>,
     max_entries: usize,
     max_bytes: usize,
     bytes: usize,
@@ -95,7 +139,8 @@ pub struct NameCacheStats {
 
 impl NameCache {
     pub fn new(max_entries: usize, max_bytes: usize) -> NameCache {
-        NameCache { map: HashMap::new(), max_entries: max_entries.max(1), max_bytes: max_bytes.max(256), bytes: 0, evicted: 0 }
+        let max_entries = max_entries.max(1);
+        NameCache { map: BoundedMap::new(max_entries), max_entries, max_bytes: max_bytes.max(256), bytes: 0, evicted: 0 }
     }
 
     /// Records that `mac` resolved `names` to `addr` with `ttl` seconds,
@@ -104,32 +149,32 @@ impl NameCache {
         let expires = now + (ttl as u64).min(MAX_TTL_SECS) + GRACE_SECS;
         if let Some(e) = self.map.get_mut(&(mac, addr)) {
             e.expires = e.expires.max(expires);
+            self.map.touch(&(mac, addr));
+            let Some(e) = self.map.get_mut(&(mac, addr)) else { return };
             for n in names {
-                if let Some(have) = e.names.iter_mut().find(|(have, _)| &**have == n.as_str()) {
+                if let Some(i) = e.names.iter().position(|have| &**have == n.as_str()) {
                     // The router's word on a name outranks an outside resolver's.
                     if via.vouches_for_consent() {
-                        have.1 = via;
+                        e.set_via(i, via);
                     }
                     continue;
                 }
-                if e.names.is_full() {
-                    // Keep the newest: drop the oldest name.
-                    let old = e.names.remove(0);
-                    self.bytes -= old.0.len();
-                }
+                self.bytes -= e.push(n, via);
                 self.bytes += n.len();
-                let _ = e.names.push((Arc::from(n.as_str()), via));
             }
         } else {
-            let mut e = Entry { names: heapless::Vec::new(), expires };
+            let mut e = Entry { names: heapless::Vec::new(), router: 0, outside: None, expires };
             for n in names.iter().rev().take(NAMES_PER_ENTRY).rev() {
                 self.bytes += n.len();
-                let _ = e.names.push((Arc::from(n.as_str()), via));
+                e.push(n, via);
             }
-            self.map.insert((mac, addr), e);
+            if let Insert::Evicted(_, old) = self.map.insert((mac, addr), e) {
+                self.forget(&old);
+            }
         }
-        if self.map.len() > self.max_entries || self.bytes > self.max_bytes {
-            self.make_room(now);
+        while self.bytes > self.max_bytes {
+            let Some((_, old)) = self.map.pop_oldest() else { break };
+            self.forget(&old);
         }
     }
 
@@ -137,8 +182,8 @@ impl NameCache {
     pub fn names(&self, mac: Mac, addr: IpAddr, now: u64) -> Names {
         let mut out = Names::default();
         if let Some(e) = self.map.get(&(mac, addr)).filter(|e| e.expires > now) {
-            for (n, via) in &e.names {
-                out.push(n, *via);
+            for (i, n) in e.names.iter().enumerate() {
+                out.push(n, e.via(i));
             }
         }
         out
@@ -149,25 +194,19 @@ impl NameCache {
         self.map.retain(|_, e| {
             let keep = e.expires > now;
             if !keep {
-                freed += e.names.iter().map(|n| n.0.len()).sum::<usize>();
+                freed += e.bytes();
             }
             keep
         });
         self.bytes -= freed;
     }
 
-    fn make_room(&mut self, now: u64) {
-        self.expire(now);
-        while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
-            // Evict the entry closest to expiry: the least useful one.
-            let Some(k) = self.map.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| *k) else { break };
-            if let Some(e) = self.map.remove(&k) {
-                self.bytes -= e.names.iter().map(|n| n.0.len()).sum::<usize>();
-            }
-            self.evicted += 1;
-            if self.evicted.is_power_of_two() {
-                tracing::warn!(evicted = self.evicted, max_entries = self.max_entries, max_bytes = self.max_bytes, "DNS name cache full, evicting");
-            }
+    /// Accounts for an entry evicted to make room.
+    fn forget(&mut self, e: &Entry) {
+        self.bytes -= e.bytes();
+        self.evicted += 1;
+        if self.evicted.is_power_of_two() {
+            tracing::warn!(evicted = self.evicted, max_entries = self.max_entries, max_bytes = self.max_bytes, "DNS name cache full, forgetting the oldest answers");
         }
     }
 
@@ -220,6 +259,12 @@ mod tests {
     }
 
     #[test]
+    fn entries_stay_small() {
+        // 32 Ki entries must fit a 128 MB router's budget (see Entry).
+        assert!(std::mem::size_of::<Entry>() <= 112, "{}", std::mem::size_of::<Entry>());
+    }
+
+    #[test]
     fn merges_and_caps_names_per_entry() {
         let mut c = NameCache::new(100, 10_000);
         for i in 0..10 {
@@ -239,7 +284,8 @@ mod tests {
         }
         assert_eq!(c.stats().entries, 10);
         assert_eq!(c.stats().evicted, 40);
-        assert!(!c.names(M, ip("203.0.113.49"), 1000).is_empty(), "longest-lived stay");
+        assert!(!c.names(M, ip("203.0.113.49"), 1000).is_empty(), "the newest answers stay");
+        assert!(c.names(M, ip("203.0.113.0"), 1000).is_empty(), "the oldest went");
         let mut c = NameCache::new(1000, 300);
         for i in 0..50u8 {
             c.insert(M, IpAddr::from([203, 0, 113, i]), &[format!("{}.example.com", "a".repeat(40))], R, 60, 1000);

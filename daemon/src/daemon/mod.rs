@@ -399,6 +399,7 @@ impl Daemon {
                 }
                 self.execute(fx).await;
             }
+            Err(e) if nflog_overran(&e) => self.dns_overran(),
             Err(e) => {
                 self.engine.counters.kernel_errors += 1;
                 tracing::error!(error = %e, "reading DNS answers from NFLOG");
@@ -448,6 +449,10 @@ impl Daemon {
                     bad += b;
                 }
                 Ok(None) => break,
+                Err(e) if nflog_overran(&e) => {
+                    self.dns_overran();
+                    break;
+                }
                 Err(e) => {
                     self.engine.counters.kernel_errors += 1;
                     tracing::error!(error = %e, "reading DNS answers from NFLOG");
@@ -461,6 +466,17 @@ impl Daemon {
         // One round trip asks for the flows of the whole batch.
         self.kernel.look_up_flows(&mut answers).await;
         self.take_answers(answers, bad, fx)
+    }
+
+    /// The NFLOG queue overran: answers were lost (the kernel never sends
+    /// them again). Their flows are still judged from conntrack, by address,
+    /// country and AS; counted, logged at powers of two, and read on at once.
+    fn dns_overran(&mut self) {
+        self.engine.counters.dns_overruns += 1;
+        let n = self.engine.counters.dns_overruns;
+        if n.is_power_of_two() {
+            tracing::warn!(overruns = n, "DNS answers lost: the NFLOG receive queue overran");
+        }
     }
 
     async fn bind_dns(&mut self) {
@@ -660,6 +676,11 @@ impl Daemon {
         self.engine.set_leases(&leases, now());
     }
 
+}
+
+/// Whether a DNS read failed because the kernel dropped answers (ENOBUFS).
+fn nflog_overran(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<crate::netlink::socket::RecvError>(), Some(crate::netlink::socket::RecvError::Overrun))
 }
 
 fn apply_route(engine: &mut Engine, ev: RouteEvent, fx: &mut Vec<Effect>) {
