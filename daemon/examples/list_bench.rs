@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use leash::config::ListDef;
-use leash::lists::{load_file, LoadedList};
+use leash::policy::lists::{load_file, LoadedList};
 
 const SIZES: &[usize] = &[100_000, 1_000_000];
 

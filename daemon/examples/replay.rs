@@ -20,12 +20,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use leash::engine::{Engine, Flow};
-use leash::lists::LoadedList;
+use leash::policy::lists::LoadedList;
 use leash::mac::Mac;
-use leash::netlink::conntrack;
-use leash::netlink::nla::{NlWriter, NLM_F_CREATE, NLM_F_EXCL};
+use leash::codec::conntrack;
+use leash::codec::nla::{NlWriter, NLM_F_CREATE, NLM_F_EXCL};
 use leash::policy::Policy;
-use leash::state::State;
+use leash::store::state::State;
 
 const STREAM: usize = 11_000;
 const START: u64 = 1_700_000_000;
@@ -66,7 +66,7 @@ consent = ["17.0.0.0/8"]
 
 /// 4 096 deny entries: /32s in 198.18.0.0/15 (RFC 2544), 192.0.2.0/24,
 /// 198.51.100.0/24, 203.0.113.0/24, and /48s in 2001:db8::/32.
-fn deny_nets() -> Vec<leash::cidr::Cidr> {
+fn deny_nets() -> Vec<leash::policy::cidr::Cidr> {
     let mut v = Vec::new();
     for i in 0..3072u32 {
         v.push(format!("198.{}.{}.{}/32", 18 + (i >> 16), (i >> 8) & 0xff, i & 0xff));
@@ -145,7 +145,7 @@ fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000).min(STREAM);
     let config = leash::config::parse_toml(Path::new("replay.toml"), CONFIG).unwrap_or_else(|e| panic!("{e}"));
     let mut lists = BTreeMap::new();
-    let telemetry = LoadedList::build(&config.lists["telemetry"], [leash::lists::ListContent {
+    let telemetry = LoadedList::build(&config.lists["telemetry"], [leash::policy::lists::ListContent {
         nets: deny_nets(),
         ..Default::default()
     }]);

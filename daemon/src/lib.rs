@@ -1,46 +1,37 @@
 //! leash: a consent firewall for home networks.
 //!
-//! Pure logic (configuration, selectors, policy, device table, alert and
-//! state codecs, kernel message building) lives in plain modules without
-//! sockets; the adapters that touch the kernel, files and sockets are kept
-//! thin and at the edge (`netlink::socket`, `nft::apply`, `syslog`,
-//! `control::server`, `state::store`).
+//! The pure core decides; thin adapters at the edge carry it out:
+//! - `engine` turns what the kernel reports and the owner commands into
+//!   effects (set changes, cuts, alert lines, writes); its tables live
+//!   beside it (`devices`, `destinations`, `netmap`, `identify`);
+//! - `policy` judges a destination (selectors, lists, geo); `names` knows
+//!   which names a device resolved and which answers count; `config`
+//!   reads TOML and UCI; `store` encodes what survives a restart; `nft`
+//!   describes leash's table; `codec` turns kernel and network bytes into
+//!   values; `alert` formats lines; `bounded` caps every table in O(1);
+//! - adapters: `kernel` (netlink sockets), `nft::apply` (`nft -f`),
+//!   `syslog`, `control` (the socket), the file writers in `store`;
+//! - front ends: `daemon` (the event loop) and `cli`.
 
-pub mod cidr;
-pub mod config;
-pub mod domainset;
-pub mod geoip;
-pub mod lists;
-pub mod mac;
-pub mod netlink;
-pub mod selector;
-pub mod vendor;
-pub mod trust;
-pub mod verdict;
+// Pure logic: no sockets, no clock; unit-tested.
 pub mod alert;
 pub mod bounded;
-pub mod destinations;
-pub mod devices;
-pub mod dns;
-#[cfg(test)]
-mod dns_captured;
+pub mod codec;
+pub mod config;
 pub mod engine;
-pub mod identify;
-pub mod leases;
-pub mod namecache;
-pub mod netmap;
-pub mod netset;
+pub mod mac;
+pub mod names;
 pub mod nft;
 pub mod policy;
-pub mod journal;
-pub mod state;
-pub mod syslog;
-pub mod control;
-pub mod table;
+pub mod store;
+
+// Adapters at the edge, and the two front ends (daemon loop, command line).
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod kernel;
 pub mod logging;
+pub mod syslog;
 
 /// The target triple this binary was built for (shown by `--version` and `status`).
 pub const BUILD_TARGET: &str = env!("LEASH_TARGET");

@@ -1,7 +1,7 @@
 //! ctnetlink events and dump replies.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use leash::netlink::conntrack;
+use leash::codec::conntrack;
 
 fuzz_target!(|data: &[u8]| {
     for m in conntrack::messages(data) {

@@ -3,8 +3,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = leash::dns::parse_packet(data);
+    let _ = leash::codec::dns::parse_packet(data);
     // The message parser alone, so inputs need not be valid packets to
     // reach the name and record code.
-    let _ = leash::dns::parse_message(data);
+    let _ = leash::codec::dns::parse_message(data);
 });

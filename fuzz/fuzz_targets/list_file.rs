@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = leash::lists::parse_list(&String::from_utf8_lossy(data));
+    let _ = leash::policy::lists::parse_list(&String::from_utf8_lossy(data));
 });

@@ -1,13 +1,13 @@
 //! NFLOG netlink messages, and the DNS parser on whatever payload they hold.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use leash::netlink::{conntrack, nflog};
+use leash::codec::{conntrack, nflog};
 
 fuzz_target!(|data: &[u8]| {
     for m in conntrack::messages(data) {
         let Ok(m) = m else { break };
         if let Ok(Some(p)) = nflog::parse_message(m) {
-            let _ = leash::dns::parse_packet(p.payload);
+            let _ = leash::codec::dns::parse_packet(p.payload);
         }
     }
 });

@@ -1,7 +1,7 @@
 //! nf_tables notifications and GETTABLE replies.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use leash::netlink::nft_events;
+use leash::codec::nft_events;
 
 fuzz_target!(|data: &[u8]| {
     for ev in nft_events::events(data) {

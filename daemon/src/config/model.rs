@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::mac::Mac;
-use crate::selector::Selector;
-use crate::verdict::Verdict;
+use crate::policy::selector::Selector;
+use crate::policy::verdict::Verdict;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

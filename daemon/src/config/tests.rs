@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::selector::Selector;
-use crate::verdict::Verdict;
+use crate::policy::selector::Selector;
+use crate::policy::verdict::Verdict;
 
 const EXAMPLE_TOML: &str = include_str!("../../../etc/leash.toml");
 const EXAMPLE_UCI: &str = include_str!("../../../etc/config/leash");

@@ -13,8 +13,8 @@ use super::units::{duration_secs, parse_duration, parse_size, MAX_DURATION_SECS}
 use super::{Config, ConfigError, ConfigErrors, DaemonConfig, Defaults, DeviceConfig, GeoipConfig, ListDef, Mode, Profile};
 use super::{DEFAULT_CONNTRACK_BUFFER, MAX_CONNTRACK_BUFFER, MIN_CONNTRACK_BUFFER};
 use crate::mac::Mac;
-use crate::selector::Selector;
-use crate::verdict::Verdict;
+use crate::policy::selector::Selector;
+use crate::policy::verdict::Verdict;
 
 /// Every section kind.
 pub(crate) const KINDS: &[&str] = &["daemon", "geoip", "defaults", "profile", "list", "device"];

@@ -14,13 +14,13 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::control::protocol::{Request, Response};
 use crate::control::server;
 use crate::engine::{CommandError, Cut, Effect, Engine, Flow, FlowOutcome};
-use crate::identify::{Lookups, Plan, Waiting};
+use crate::engine::identify::{Lookups, Plan, Waiting};
 use crate::kernel::{CtRead, Kernel, RouteEvent};
 use crate::nft::watch::Watch;
 use crate::nft::{self, Elem, SetChange};
 use crate::policy::Policy;
-use crate::selector::Selector;
-use crate::state::Store;
+use crate::policy::selector::Selector;
+use crate::store::state::Store;
 use crate::syslog::Syslog;
 
 mod commands;
@@ -45,7 +45,7 @@ const MAX_DNS_BATCH: usize = 256;
 /// Waiting for its device to be identified.
 enum Parked {
     Flow(Flow),
-    Dns(std::net::IpAddr, Vec<crate::dns::AddrRecord>, crate::trust::Resolver),
+    Dns(std::net::IpAddr, Vec<crate::codec::dns::AddrRecord>, crate::names::trust::Resolver),
 }
 /// How long a clean stop waits for syslog to take the queued lines.
 const SYSLOG_DRAIN: Duration = Duration::from_secs(1);
@@ -78,9 +78,9 @@ pub fn now() -> u64 {
 /// Reads the configuration and its list files; nothing is half-applied.
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, ConfigErrors> {
     let config: Config = config::load(path)?;
-    let lists = crate::lists::load_all(&config)?;
-    let geo = crate::geoip::GeoIp::open(&config.geoip).map_err(|e| {
-        use crate::geoip::GeoipError::*;
+    let lists = crate::policy::lists::load_all(&config)?;
+    let geo = crate::policy::geoip::GeoIp::open(&config.geoip).map_err(|e| {
+        use crate::policy::geoip::GeoipError::*;
         let path = match &e {
             Read { path, .. } | Mmdb { path, .. } | NoEntries { path, .. } => path,
         };
@@ -95,7 +95,7 @@ struct Daemon {
     kernel: Kernel,
     syslog: Syslog,
     store: Store,
-    journal: crate::journal::Journal,
+    journal: crate::store::journal::Journal,
     /// Destination cuts waiting for the next sweep (see `effects`).
     sweep: Vec<Cut>,
     config_path: PathBuf,
@@ -109,7 +109,7 @@ struct Daemon {
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
     dns_bound: bool,
-    vendors: crate::vendor::Vendors,
+    vendors: crate::names::vendor::Vendors,
     /// When byte counters were last read from a dump (for upload_alert).
     counters_read: u64,
     /// Whether someone else damaged the table, and when to rebuild it.
@@ -150,7 +150,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let mut engine = Engine::new(policy, state, now());
     // Blocks persisted in the journal: back in force before anything is judged.
-    let mut journal = crate::journal::Journal::new(&daemon_cfg.state_dir);
+    let mut journal = crate::store::journal::Journal::new(&daemon_cfg.state_dir);
     match journal.load(now()) {
         Ok((blocks, bad)) => {
             let n = engine.restore_blocks(blocks.into_values(), now());
@@ -184,7 +184,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // The nf_tables notification socket is open already (Kernel::open), so
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::vendor::Vendors::new(), watch };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch };
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
     d.rebuild_table().await.context("installing the nftables table")?;
@@ -538,7 +538,7 @@ impl Daemon {
                             self.apply_route(ev, fx);
                         }
                     }
-                    Err(e) if e.downcast_ref::<crate::netlink::socket::NlError>().and_then(|e| e.errno()) == Some(libc::EOPNOTSUPP) => {
+                    Err(e) if e.downcast_ref::<crate::kernel::socket::NlError>().and_then(|e| e.errno()) == Some(libc::EOPNOTSUPP) => {
                         tracing::warn!(error = %e, "this kernel cannot look up single neighbours; reading the whole table instead, a few times a second at most");
                         self.lookups.lookups_unsupported();
                     }
@@ -669,7 +669,7 @@ impl Daemon {
         }
         self.leases_mtime = mtime;
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let (leases, bad) = crate::leases::parse(&text);
+        let (leases, bad) = crate::names::leases::parse(&text);
         if bad > 0 {
             tracing::warn!(file = %path.display(), bad_lines = bad, "lease file has lines leash cannot read");
         }
@@ -680,7 +680,7 @@ impl Daemon {
 
 /// Whether a DNS read failed because the kernel dropped answers (ENOBUFS).
 fn nflog_overran(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<crate::netlink::socket::RecvError>(), Some(crate::netlink::socket::RecvError::Overrun))
+    matches!(e.downcast_ref::<crate::kernel::socket::RecvError>(), Some(crate::kernel::socket::RecvError::Overrun))
 }
 
 fn apply_route(engine: &mut Engine, ev: RouteEvent, fx: &mut Vec<Effect>) {

@@ -1,6 +1,6 @@
 //! Adapter: sends leash's table to the kernel. The whole table goes through
 //! `nft -f` (one atomic transaction, on every fw4 image); element updates,
-//! the hot path, go over netlink in-process (`crate::netlink`).
+//! the hot path, go over netlink in-process (`crate::codec`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -15,8 +15,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::netlink::nft_events::{Change, Generation, NftEvent, Object, TableInfo};
-use crate::netlink::nftables::NFPROTO_INET;
+use crate::codec::nft_events::{Change, Generation, NftEvent, Object, TableInfo};
+use crate::codec::nftables::NFPROTO_INET;
 
 /// Rebuild this long after the first sign of damage, not at once: a burst
 /// of commands (a script deleting table after table, `fw4 flush` then
@@ -323,8 +323,8 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::captured::*;
-    use crate::netlink::nft_events;
+    use crate::codec::captured::*;
+    use crate::codec::nft_events;
 
     const OWN_PORT: u32 = 4242;
     /// nft's pid in the captures (NFTA_GEN_PROC_PID of their NEWGEN).

@@ -458,8 +458,8 @@ fn resolve(qname: &str, rrs: Vec<(String, u32, Rr)>) -> Vec<AddrRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns_captured::*;
-    use crate::netlink::nla::tests::XorShift;
+    use crate::codec::dns_captured::*;
+    use crate::codec::nla::tests::XorShift;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -565,8 +565,8 @@ mod tests {
 
     #[test]
     fn nflog_payloads_parse_like_tcpdump_captures() {
-        use crate::netlink::captured::*;
-        use crate::netlink::nflog;
+        use crate::codec::captured::*;
+        use crate::codec::nflog;
         for (nl, pkt) in [
             (NFLOG_OUTPUT_A_UDP4, DNS_A_UDP4),
             (NFLOG_OUTPUT_A_TCP4, DNS_A_TCP4),
@@ -754,7 +754,7 @@ mod tests {
         assert_eq!(q, "a\\032\\255.a\\046_-.example");
         assert_eq!(recs[0].names, [q.clone()]);
         // Such a name is never taken for a hostname.
-        assert_eq!(crate::selector::normalize_name(&q), None);
+        assert_eq!(crate::policy::selector::normalize_name(&q), None);
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::conntrack::{self, CtKind, Tuple, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW};
-use super::nft_events::{self, NftEvent, Object, NFNLGRP_NFTABLES};
-use super::nftables::{ElemBatch, ElemKey};
-use super::route::{self, RouteEvent, NUD_PERMANENT, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK, RTNLGRP_NEIGH};
+use crate::codec::conntrack::{self, CtKind, Tuple, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW};
+use crate::codec::nft_events::{self, NftEvent, Object, NFNLGRP_NFTABLES};
+use crate::codec::nftables::{ElemBatch, ElemKey};
+use crate::codec::route::{self, RouteEvent, NUD_PERMANENT, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK, RTNLGRP_NEIGH};
 use super::socket::*;
 use crate::mac::Mac;
 
@@ -401,7 +401,7 @@ fn kernel_route_neighbours_links_addrs() {
         while !(link && a4 && a6 && n4 && n6) {
             let left = end.saturating_duration_since(Instant::now());
             let n = tokio::time::timeout(left, events.recv(&mut buf)).await.expect("route events timeout").unwrap();
-            for m in super::nla::Messages::new(&buf[..n]) {
+            for m in crate::codec::nla::Messages::new(&buf[..n]) {
                 match route::parse_message(m.unwrap()).unwrap() {
                     Some(RouteEvent::Link(l)) => link |= l.ifindex == ifindex && l.name == "lnl0",
                     Some(RouteEvent::Addr(a)) => {
@@ -430,7 +430,7 @@ fn kernel_route_neighbours_links_addrs() {
         'outer: loop {
             let left = end.saturating_duration_since(Instant::now());
             let n = tokio::time::timeout(left, events.recv(&mut buf)).await.expect("delete event timeout").unwrap();
-            for m in super::nla::Messages::new(&buf[..n]) {
+            for m in crate::codec::nla::Messages::new(&buf[..n]) {
                 if let Some(RouteEvent::Neigh(ne)) = route::parse_message(m.unwrap()).unwrap() {
                     if ne.deleted && ne.ip == ip("192.0.2.9") {
                         break 'outer;
@@ -573,10 +573,10 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         let mut buf = Vec::new();
         let pkt = loop {
             let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf)).await.expect("no NFLOG packet").unwrap();
-            let found = super::nla::Messages::new(&buf[..n])
+            let found = crate::codec::nla::Messages::new(&buf[..n])
                 .filter_map(|m| m.ok())
-                .filter_map(|m| super::nflog::parse_message(m).ok().flatten())
-                .filter_map(|p| crate::dns::parse_packet(p.payload).ok().map(|a| ((p.prefix.map(str::to_string), p.ct_info, p.ct_orig), a)))
+                .filter_map(|m| crate::codec::nflog::parse_message(m).ok().flatten())
+                .filter_map(|p| crate::codec::dns::parse_packet(p.payload).ok().map(|a| ((p.prefix.map(str::to_string), p.ct_info, p.ct_orig), a)))
                 .find(|(_, a)| !a.records.is_empty());
             if let Some(f) = found {
                 break f;
@@ -592,12 +592,12 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         // lab kernel has not), else leash looks it up by the tuple.
         let orig = match ct_orig {
             Some(orig) => {
-                assert_eq!(ct_info, Some(super::nflog::IP_CT_ESTABLISHED_REPLY));
+                assert_eq!(ct_info, Some(crate::codec::nflog::IP_CT_ESTABLISHED_REPLY));
                 orig
             }
             None => {
                 let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
-                let entry = super::socket::conntrack_get(&req, &crate::trust::asked_flow(&answer)).await.unwrap();
+                let entry = super::socket::conntrack_get(&req, &crate::names::trust::asked_flow(&answer)).await.unwrap();
                 entry.expect("the query's conntrack entry").orig
             }
         };
@@ -605,14 +605,14 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         assert_eq!(orig.sport, udp.local_addr().unwrap().port());
         // A flow nobody opened is not found.
         let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
-        let nobody = crate::netlink::conntrack::Tuple { sport: 1, ..orig };
+        let nobody = crate::codec::conntrack::Tuple { sport: 1, ..orig };
         assert!(super::socket::conntrack_get(&req, &nobody).await.unwrap().is_none());
         assert_eq!(answer.qname, "tracking.example.com");
         assert_eq!((answer.client, answer.server), (ip("127.0.0.1"), ip("127.0.0.1")));
         assert_eq!(answer.records[0].addr, ip("203.0.113.7"));
 
         // Unbinding frees the group for another socket.
-        let unbind = super::nflog::unbind_request(5335, sock.next_seq());
+        let unbind = crate::codec::nflog::unbind_request(5335, sock.next_seq());
         sock.request(&unbind).await.unwrap();
         nflog_bind(&other, 5335).await.unwrap();
     });

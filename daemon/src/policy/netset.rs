@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::cidr::Cidr;
+use crate::policy::cidr::Cidr;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetSet {

@@ -265,7 +265,7 @@ impl<S: AsRef<str>> FromIterator<S> for DomainSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selector::name_matches;
+    use crate::policy::selector::name_matches;
 
     fn set(names: &[&str]) -> DomainSet {
         DomainSet::from_names(names)

@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::bounded::{BoundedMap, Insert};
 use crate::mac::Mac;
 use crate::policy::Rule;
-use crate::trust::Resolver;
-use crate::verdict::Verdict;
+use crate::names::trust::Resolver;
+use crate::policy::verdict::Verdict;
 
 pub const MAX_PER_DEVICE: usize = 512;
 /// A record takes ≈ 250 bytes with its map slot and small strings: 16 Ki of

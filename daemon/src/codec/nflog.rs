@@ -309,7 +309,7 @@ mod tests {
                     let mut b = cap[..n].to_vec();
                     b[0..4].copy_from_slice(&(n as u32).to_ne_bytes());
                     if let Ok(Some(p)) = parse_message(&b) {
-                        let _ = crate::dns::parse_packet(p.payload);
+                        let _ = crate::codec::dns::parse_packet(p.payload);
                     }
                 }
             }
@@ -329,7 +329,7 @@ mod tests {
             for m in Messages::new(&b) {
                 let Ok(m) = m else { break };
                 if let Ok(Some(p)) = parse_message(m) {
-                    let _ = crate::dns::parse_packet(p.payload);
+                    let _ = crate::codec::dns::parse_packet(p.payload);
                 }
                 let _ = Attrs::new(m).count();
             }

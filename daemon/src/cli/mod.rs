@@ -1,6 +1,9 @@
 //! The command line (SPEC §4): argument parsing and output. Queries go to
 //! the daemon over the control socket; `check` and `daemon` run here.
 
+
+pub mod table;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +12,7 @@ use serde_json::Value;
 
 use crate::control::client::{self, DEFAULT_SOCKET};
 use crate::control::protocol::Request;
-use crate::table;
+
 
 const USAGE: &str = "usage: leash <command> [options]
 

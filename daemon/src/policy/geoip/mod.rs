@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use maxminddb::{Mmap, Reader};
 use serde::Deserialize;
 
-use crate::cidr::Cidr;
+use crate::policy::cidr::Cidr;
 use crate::config::GeoipConfig;
 
 /// What the databases say about one address.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::bounded::{BoundedMap, Insert};
 use crate::mac::Mac;
-use crate::trust::Resolver;
+use crate::names::trust::Resolver;
 
 /// Names kept per (device, address): a CNAME chain rarely has more.
 pub const NAMES_PER_ENTRY: usize = 4;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::cidr::Cidr;
+use crate::policy::cidr::Cidr;
 
 /// A data-section value.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::mac::Mac;
-use crate::selector::Selector;
+use crate::policy::selector::Selector;
 
 pub const FILE_NAME: &str = "state.json";
 const VERSION: u32 = 1;

@@ -20,15 +20,15 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Mutex;
 
-use super::conntrack::{self, CtEvent, Tuple};
-use super::nflog;
-use super::nft_events::{self, TableInfo};
-use super::nftables::{BatchOp, ElemBatch};
-use super::nla::{
+use crate::codec::conntrack::{self, CtEvent, Tuple};
+use crate::codec::nflog;
+use crate::codec::nft_events::{self, TableInfo};
+use crate::codec::nftables::{BatchOp, ElemBatch};
+use crate::codec::nla::{
     self, parse_done, parse_error, Messages, Msg, NlErrorMsg, NlMsgHdr, NLMSG_DONE, NLMSG_ERROR,
     NLMSG_MIN_TYPE, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
 };
-use super::route::{self, AddrEvent, LinkEvent, NeighEvent, RouteEvent};
+use crate::codec::route::{self, AddrEvent, LinkEvent, NeighEvent, RouteEvent};
 
 pub const NETLINK_ROUTE: i32 = libc::NETLINK_ROUTE;
 pub const NETLINK_NETFILTER: i32 = libc::NETLINK_NETFILTER;
@@ -323,7 +323,7 @@ impl NlSocket {
         for m in Messages::new(bytes) {
             let hdr = NlMsgHdr::parse(m.map_err(NlError::Decode)?).map_err(NlError::Decode)?;
             if first_seq.is_none() {
-                batch = hdr.ty == super::nftables::NFNL_MSG_BATCH_BEGIN;
+                batch = hdr.ty == crate::codec::nftables::NFNL_MSG_BATCH_BEGIN;
             }
             first_seq.get_or_insert(hdr.seq);
             ours.insert(hdr.seq);

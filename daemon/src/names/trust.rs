@@ -9,9 +9,9 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
-use crate::dns::DnsAnswer;
-use crate::netlink::conntrack::Tuple;
-use crate::netlink::nflog::IP_CT_ESTABLISHED_REPLY;
+use crate::codec::dns::DnsAnswer;
+use crate::codec::conntrack::Tuple;
+use crate::codec::nflog::IP_CT_ESTABLISHED_REPLY;
 
 /// Netfilter hooks (`enum nf_inet_hooks`) the answer rules sit on.
 const NF_INET_FORWARD: u8 = 2;

@@ -2,21 +2,40 @@
 //! and dumps, flow deletion, nftables set updates and notifications, and
 //! rtnetlink links, addresses and neighbours. Thin: decoding lives in
 //! `netlink::*` codecs, deciding in the engine (and `nft::watch`).
+//!
+//! The daemon holds separate sockets for events and for requests:
+//! - conntrack events: `NlSocket::open(NETLINK_NETFILTER,
+//!   &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], 64 << 20)`;
+//!   `RecvError::Overrun` means events were lost: dump to resynchronise;
+//! - conntrack requests (`conntrack_dump`, `conntrack_delete`) and
+//!   nf_tables requests (`nft_apply`): one `NETLINK_NETFILTER` socket each,
+//!   no groups, `REQUEST_RCVBUF`;
+//! - DNS answers: one `NETLINK_NETFILTER` socket, no groups, a large
+//!   buffer, then `nflog_bind(sock, group)` for the nft `log group`;
+//! - nf_tables notifications: one `NETLINK_NETFILTER` socket in
+//!   `nft_events::NFNLGRP_NFTABLES`, to see leash's table damaged;
+//! - rtnetlink events (`RTNLGRP_NEIGH`, `_LINK`, `_IPV4_IFADDR`,
+//!   `_IPV6_IFADDR`) and an rtnetlink request socket for the dumps.
+
+
+pub mod socket;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 
 use anyhow::Context;
 
-use crate::dns::{self, DnsAnswer};
+use crate::codec::dns::{self, DnsAnswer};
 use crate::engine::{Flow, FlowCounters};
 use crate::mac::Mac;
-use crate::netlink::conntrack::{self, CtEvent, CtKind, Tuple};
-use crate::netlink::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
-use crate::netlink::nftables::{ElemBatch, ElemKey, NFPROTO_INET};
-use crate::netlink::{nflog, route};
-use crate::netlink::socket::{self, NlSocket, RecvError};
+use crate::codec::conntrack::{self, CtEvent, CtKind, Tuple};
+use crate::codec::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
+use crate::codec::nftables::{ElemBatch, ElemKey, NFPROTO_INET};
+use crate::codec::{nflog, route};
+use socket::{NlSocket, RecvError};
 use crate::nft::{Elem, SetChange};
-use crate::trust::Provenance;
+use crate::names::trust::Provenance;
 
 const RT_RCVBUF: usize = 4 << 20;
 /// A burst of answers (a page load resolves dozens of names) must not overrun.
@@ -169,7 +188,7 @@ impl Kernel {
         if want.is_empty() {
             return;
         }
-        let tuples: Vec<Tuple> = want.iter().map(|&i| crate::trust::asked_flow(&answers[i].0)).collect();
+        let tuples: Vec<Tuple> = want.iter().map(|&i| crate::names::trust::asked_flow(&answers[i].0)).collect();
         match socket::conntrack_get_many(&self.ct_req, &tuples).await {
             Ok(entries) => {
                 for (i, e) in want.into_iter().zip(entries) {

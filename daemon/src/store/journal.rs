@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::mac::Mac;
-use crate::state::StateError;
+use crate::store::state::StateError;
 
 pub const FILE_NAME: &str = "blocks.journal";
 

@@ -1,15 +1,24 @@
 //! The policy: which verdict a device's profile gives a destination, and the
 //! rule that gave it (SPEC §3 precedence: consent > deny lists > unlisted).
 
+
+pub mod cidr;
+pub mod domainset;
+pub mod geoip;
+pub mod lists;
+pub mod netset;
+pub mod selector;
+pub mod verdict;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, Profile};
-use crate::geoip::GeoIp;
-use crate::lists::LoadedList;
+use crate::policy::geoip::GeoIp;
+use crate::policy::lists::LoadedList;
 use crate::mac::Mac;
-use crate::selector::{Destination, Selector};
-use crate::verdict::Verdict;
+use crate::policy::selector::{Destination, Selector};
+use crate::policy::verdict::Verdict;
 
 /// What produced a verdict; printed as `rule=` in alerts and by `explain`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,7 +45,7 @@ impl fmt::Display for Rule {
 }
 
 impl std::str::FromStr for Rule {
-    type Err = crate::selector::BadSelector;
+    type Err = crate::policy::selector::BadSelector;
 
     /// The inverse of `Display` (persisted blocks name their rule).
     fn from_str(s: &str) -> Result<Rule, Self::Err> {
@@ -46,7 +55,7 @@ impl std::str::FromStr for Rule {
             _ => match s.split_once(':') {
                 Some(("consent", sel)) => Rule::Consent(sel.parse()?),
                 Some(("list", name)) => Rule::List(name.to_string()),
-                _ => return Err(crate::selector::BadSelector::Name(s.to_string())),
+                _ => return Err(crate::policy::selector::BadSelector::Name(s.to_string())),
             },
         })
     }

@@ -9,11 +9,11 @@ use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::cidr::Cidr;
+use crate::policy::cidr::Cidr;
 use crate::config::{Config, ConfigError, ConfigErrors, ListDef};
-use crate::domainset::{DomainSet, DomainSetBuilder};
-use crate::netset::NetSet;
-use crate::selector::{check_name, Destination, Selector};
+use crate::policy::domainset::{DomainSet, DomainSetBuilder};
+use crate::policy::netset::NetSet;
+use crate::policy::selector::{check_name, Destination, Selector};
 
 /// What one list file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -328,7 +328,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    const EXAMPLE: &str = include_str!("../../etc/lists/vendor-telemetry.txt");
+    const EXAMPLE: &str = include_str!("../../../etc/lists/vendor-telemetry.txt");
 
     fn net(s: &str) -> Cidr {
         s.parse().unwrap_or_else(|_| panic!("{s}"))

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::cidr::Cidr;
+use crate::policy::cidr::Cidr;
 
 #[derive(Debug, Default)]
 pub struct NetMap {
