@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks of openwrt-package/ that need no OpenWrt build tree:
-#   1. shellcheck of the init script, test.sh and the test stand-ins;
+#   1. shellcheck of the init script, the rpcd plugin, test.sh and the test stand-ins;
 #   2. the init script run against stand-ins of rc.common/procd.sh, uci and
 #      nft (openwrt-package/tests/init.sh);
 #   3. files/leash.config read by leash's own UCI reader (`leash check`, and
@@ -23,7 +23,7 @@ if ! command -v shellcheck >/dev/null; then
 fi
 
 # 1. OpenWrt's /bin/sh is busybox ash; dash is the closest dialect shellcheck knows.
-if shellcheck -s dash "$PKG/files/leash.init" "$PKG/test.sh" openwrt-package/tests/init.sh openwrt-package/tests/rc.common; then
+if shellcheck -s dash "$PKG/files/leash.init" "$PKG/files/leash.rpcd" "$PKG/test.sh" openwrt-package/tests/init.sh openwrt-package/tests/rc.common; then
     ok "shellcheck"
 else
     fail "shellcheck"
@@ -76,10 +76,24 @@ done
 check_mk "Build/Compile of the daemon member" '^[[:space:]]+\$\(call Build/Compile/Cargo,daemon\)$'
 check_mk "binary installed as /usr/sbin/leash" 'INSTALL_BIN.*/bin/leash \$\(1\)/usr/sbin/leash$'
 check_mk "init script installed" 'INSTALL_BIN\) \./files/leash\.init \$\(1\)/etc/init\.d/leash$'
+check_mk "rpcd plugin installed as /usr/libexec/rpcd/leash" 'INSTALL_BIN\) \./files/leash\.rpcd \$\(1\)/usr/libexec/rpcd/leash$'
 check_mk "UCI defaults installed" 'INSTALL_CONF\) \./files/leash\.config \$\(1\)/etc/config/leash$'
 check_mk "BuildPackage" '^\$\(eval \$\(call BuildPackage,leash\)\)$'
 if git ls-files --error-unmatch Cargo.lock >/dev/null 2>&1; then ok "Cargo.lock committed (--locked)"; else fail "Cargo.lock not committed"; fi
 if [ -f "$PKG/test.sh" ]; then ok "test.sh present"; else fail "test.sh missing"; fi
+if [ -x "$PKG/files/leash.rpcd" ]; then ok "rpcd plugin executable"; else fail "$PKG/files/leash.rpcd missing or not executable"; fi
+# The plugin must hand rpcd's protocol to the installed binary.
+if grep -q '^exec "${LEASH_BIN:-/usr/sbin/leash}" rpcd "$@"$' "$PKG/files/leash.rpcd"; then
+    ok "rpcd plugin execs /usr/sbin/leash rpcd"
+else
+    fail "rpcd plugin does not exec /usr/sbin/leash rpcd"
+fi
+if out=$(LEASH_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/leash \
+        sh "$PKG/files/leash.rpcd" list) && python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert isinstance(d, dict) and len(d) == 11, d' "$out"; then
+    ok "rpcd plugin list: 11 methods"
+else
+    fail "rpcd plugin list (build the binary first: cargo build -p leash): $out"
+fi
 
 if [ "$fails" -eq 0 ]; then
     echo "package-check: ok"

@@ -38,6 +38,7 @@ pub mod syslog;
 pub mod control;
 pub mod table;
 pub mod cli;
+pub mod rpcd;
 pub mod daemon;
 pub mod kernel;
 pub mod logging;
