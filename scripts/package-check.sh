@@ -5,7 +5,9 @@
 #      nft (openwrt-package/tests/init.sh);
 #   3. files/leash.config read by leash's own UCI reader (`leash check`, and
 #      the unit tests config::tests::openwrt_package_*);
-#   4. the Makefile carries what a Rust package of the feed needs.
+#   4. the Makefile carries what a Rust package of the feed needs;
+#   5. luci-app-leash: its Makefile on luci.mk, valid menu and ACL JSON, the
+#      ACL granting exactly the plugin's methods, the views in place.
 # Installs shellcheck with apt when missing.
 #   bash scripts/package-check.sh
 set -euo pipefail
@@ -93,6 +95,56 @@ if out=$(LEASH_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'i
     ok "rpcd plugin list: 11 methods"
 else
     fail "rpcd plugin list (build the binary first: cargo build -p leash): $out"
+fi
+
+# 5.
+LUCI=openwrt-package/luci-app-leash
+lmk=$LUCI/Makefile
+check_lmk() { # DESCRIPTION REGEX
+    if grep -Eq -- "$2" "$lmk"; then ok "luci Makefile: $1"; else fail "luci Makefile: $1 (no line matching $2)"; fi
+}
+check_lmk "LUCI_TITLE" '^LUCI_TITLE:=.+'
+check_lmk "LUCI_DEPENDS +leash" '^LUCI_DEPENDS:=.*\+leash( |$)'
+check_lmk "PKG_LICENSE" '^PKG_LICENSE:=GPL-2.0-only$'
+check_lmk "luci.mk include" '^include \.\./\.\./luci\.mk$'
+if grep -q 'BuildPackage,' "$lmk"; then fail "luci Makefile: luci.mk calls BuildPackage itself"; else ok "luci Makefile: no BuildPackage of its own"; fi
+for v in overview devices destinations settings; do
+    f=$LUCI/htdocs/luci-static/resources/view/leash/$v.js
+    if [ -f "$f" ] && head -2 "$f" | grep -qx "'require view';" && grep -q 'return view.extend(' "$f"; then
+        ok "luci view $v.js"
+    else
+        fail "luci view $v.js missing or not a LuCI view"
+    fi
+done
+if command -v node >/dev/null; then
+    for f in "$LUCI"/htdocs/luci-static/resources/view/leash/*.js; do
+        # A view is a function body (LuCI wraps it): check its syntax as one.
+        if node -e 'new Function(require("fs").readFileSync(process.argv[1], "utf8"))' "$f"; then ok "syntax $f"; else fail "syntax $f"; fi
+    done
+fi
+plugin_list=$(LEASH_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/leash \
+    sh "$PKG/files/leash.rpcd" list 2>/dev/null || echo '{}')
+if out=$(python3 - "$LUCI" "$plugin_list" <<'PY' 2>&1
+import json, sys
+luci, methods = sys.argv[1], set(json.loads(sys.argv[2]))
+menu = json.load(open(f"{luci}/root/usr/share/luci/menu.d/luci-app-leash.json"))
+acl = json.load(open(f"{luci}/root/usr/share/rpcd/acl.d/luci-app-leash.json"))
+assert menu["admin/services/leash"]["depends"]["acl"] == ["luci-app-leash"], "menu depends on the ACL"
+views = {v["action"]["path"] for k, v in menu.items() if v["action"]["type"] == "view"}
+assert views == {f"leash/{v}" for v in ("overview", "devices", "destinations", "settings")}, views
+app = acl["luci-app-leash"]
+granted = app["read"]["ubus"]["leash"] + app["write"]["ubus"]["leash"]
+assert len(granted) == len(set(granted)), f"a method granted twice: {granted}"
+assert set(granted) == methods and len(methods) == 11, f"ACL {sorted(granted)} != plugin list {sorted(methods)}"
+assert set(app["write"]["ubus"]["leash"]) == {"consent", "revoke", "quarantine", "release", "reload"}, "writes"
+assert set(app["read"].keys()) | set(app["write"].keys()) <= {"ubus", "uci"}
+assert app["read"]["uci"] == ["leash"] and app["write"]["uci"] == ["leash"], "the leash UCI config"
+PY
+); then
+    ok "luci menu.d and acl.d JSON valid; ACL grants exactly the plugin's 11 methods and UCI leash"
+else
+    printf '%s\n' "$out"
+    fail "luci menu.d / acl.d"
 fi
 
 if [ "$fails" -eq 0 ]; then
