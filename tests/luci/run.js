@@ -128,9 +128,11 @@ async function main() {
 		await page.screenshot({ path: path.join(shots, 'explain.png'), fullPage: true });
 		await page.click('#modal_overlay button:has-text("Close")');
 		await page.click(`${drow} button:has-text("Consent")`);
-		await page.waitForSelector(`${drow} td.leash-verdict:has-text("allow")`, { timeout: 10000 });
-		seen.destination_after_consent = await cells();
+		// The view answers a consent with the daemon's explain of it.
+		await page.waitForSelector('#leash-explain td:text-is("allow")', { timeout: 10000 });
+		seen.explain_after_consent = await page.$$eval('#leash-explain tr', (trs) => Object.fromEntries(trs.map((tr) => [...tr.children].map((td) => td.textContent))));
 		await page.screenshot({ path: path.join(shots, 'destinations-consented.png'), fullPage: true });
+		await page.click('#modal_overlay button:has-text("Close")');
 
 		// Settings: the UCI sections of SPEC §3.
 		await open('settings');

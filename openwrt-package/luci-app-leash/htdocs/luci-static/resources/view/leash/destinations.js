@@ -37,10 +37,12 @@ return view.extend({
 		return (dst.names && dst.names.length) ? dst.names[0] : dst.address;
 	},
 
-	act: function(promise) {
+	// A destination's row keeps the verdict of its last flow, so after a
+	// change the daemon's explain says what holds now.
+	act: function(promise, dst) {
 		var self = this;
 		return promise.then(checked).then(function() {
-			return self.refresh();
+			return Promise.all([ self.refresh(), self.explain(dst) ]);
 		}).catch(function(e) {
 			ui.addNotification(null, E('p', {}, [ _('leash: %s').format(e.message) ]), 'danger');
 		});
@@ -91,8 +93,8 @@ return view.extend({
 				E('td', { 'class': 'td' }, [ d.rule || '-' ]),
 				E('td', { 'class': 'td cbi-section-actions' }, [
 					consented
-						? E('button', { 'class': 'btn cbi-button-negative', 'click': function() { return self.act(callRevoke(self.device, d.rule.substr(8))); } }, [ _('Revoke') ])
-						: E('button', { 'class': 'btn cbi-button-positive', 'click': function() { return self.act(callConsent(self.device, sel)); } }, [ _('Consent') ]),
+						? E('button', { 'class': 'btn cbi-button-negative', 'click': function() { return self.act(callRevoke(self.device, d.rule.substr(8)), d); } }, [ _('Revoke') ])
+						: E('button', { 'class': 'btn cbi-button-positive', 'click': function() { return self.act(callConsent(self.device, sel), d); } }, [ _('Consent') ]),
 					' ',
 					E('button', { 'class': 'btn cbi-button-action', 'click': function() { return self.explain(d); } }, [ _('Explain') ])
 				])
