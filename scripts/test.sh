@@ -21,12 +21,18 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
+# The LuCI views' browser test (tests/tests/luci.rs).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y nftables conntrack dnsmasq-base iproute2 python3
+    apt-get install -y "${need[@]}"
 fi
+# playwright-core drives Debian's chromium; it downloads no browser.
+(cd tests/luci && npm ci --no-audit --no-fund)
 command -v cargo >/dev/null || { echo "test.sh: cargo not found: install the Rust toolchain with rustup" >&2; exit 1; }
 
 # ---- clean up what a killed run of ours left behind, on exit ----

@@ -2,6 +2,7 @@
 //! the daemon over the control socket; `check` and `daemon` run here.
 
 
+pub mod rpcd;
 pub mod table;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ const USAGE: &str = "usage: leash <command> [options]
   quarantine DEVICE                   cut a device off the internet (persisted)
   release DEVICE                      end a quarantine
   reload                              re-read the configuration (as SIGHUP)
+  rpcd list | rpcd call METHOD        the rpcd exec plugin protocol (ubus object leash)
 
 options: --json (machine-readable output), --socket PATH (or LEASH_SOCKET),
          --version, --help
@@ -59,6 +61,10 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
 pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
     let args = parse(argv)?;
     let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    let socket = args
+        .socket
+        .or_else(|| std::env::var_os("LEASH_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let req = match words.as_slice() {
         [] | ["help"] | ["--help"] => {
             println!("{USAGE}");
@@ -70,6 +76,7 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
         }
         ["daemon"] => return daemon(args.config),
         ["check"] => return check(args.config, args.json),
+        ["rpcd", rest @ ..] => return Ok(rpcd::run(rest, &socket)),
         ["status"] => Request::Status,
         ["devices"] => Request::Devices,
         ["destinations", d] => Request::Destinations { device: d.to_string() },
@@ -84,10 +91,6 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let socket = args
-        .socket
-        .or_else(|| std::env::var_os("LEASH_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let resp = client::call(&socket, &req)?;
     if !resp.ok {
         eprintln!("leash: {}", resp.error.unwrap_or_else(|| "the daemon refused".into()));
