@@ -138,11 +138,9 @@ impl Engine {
         let monitor = self.monitor();
         let keys: Vec<(Mac, IpAddr)> = self.blocks.iter().map(|(k, _)| *k).filter(|(m, _)| only.map_or(true, |o| o == *m)).collect();
         for (mac, ip) in keys {
-            let mut t = self.target(mac, ip, now);
-            if let Some(b) = self.blocks.get(&(mac, ip)) {
-                t.names.merge(&b.names);
-            }
-            let j = self.judge(mac, &t);
+            let (t, j) = self.judge_block(mac, ip, now);
+            // `destinations` shows the verdict of now, not of the last flow.
+            self.remember(mac, &t, &j, false, now);
             if monitor || j.verdict < Verdict::Block {
                 self.lift_block(mac, ip, out);
             } else if let Some(b) = self.blocks.get_mut(&(mac, ip)) {
@@ -157,7 +155,7 @@ impl Engine {
             .state
             .quarantines
             .iter()
-            .filter(|(m, q)| only.is_none_or(|o| o == **m) && q.rule != Rule::Manual.to_string())
+            .filter(|(m, q)| only.map_or(true, |o| o == **m) && q.rule != Rule::Manual.to_string())
             .filter_map(|(m, q)| q.dst.map(|d| (*m, d)))
             .collect();
         for (mac, dst) in quarantined {
@@ -182,17 +180,24 @@ impl Engine {
         }
     }
 
+    /// A block judged again with all that is known of its destination: the
+    /// names it was given with and those cached now, its country and AS.
+    fn judge_block(&self, mac: Mac, ip: IpAddr, now: u64) -> (Target, Judgement) {
+        let mut t = self.target(mac, ip, now);
+        if let Some(b) = self.blocks.get(&(mac, ip)) {
+            t.names.merge(&b.names);
+        }
+        let j = self.judge(mac, &t);
+        (t, j)
+    }
+
     /// Housekeeping: renew the blocks that run out within `RENEW_AHEAD`
     /// and that the policy still gives (lift the others), forget expired
     /// names and stale suppression entries.
     pub fn tick(&mut self, now: u64, out: &mut Vec<Effect>) {
         let due: Vec<(Mac, IpAddr)> = self.blocks.iter().filter(|(_, b)| b.until <= now + RENEW_AHEAD).map(|(k, _)| *k).collect();
         for (mac, ip) in due {
-            let mut t = self.target(mac, ip, now);
-            if let Some(b) = self.blocks.get(&(mac, ip)) {
-                t.names.merge(&b.names);
-            }
-            let j = self.judge(mac, &t);
+            let (_, j) = self.judge_block(mac, ip, now);
             if self.monitor() || j.verdict < Verdict::Block {
                 self.lift_block(mac, ip, out);
             } else {

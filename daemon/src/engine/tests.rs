@@ -394,6 +394,8 @@ fn a_block_given_by_a_name_survives_an_unrelated_consent_and_reload() {
     let mut fx = Vec::new();
     e.consent(PHONE, "tracking.example.com".parse().unwrap(), later, &mut fx);
     assert_eq!(sets(&fx), [SetChange::Delete(Elem::Block(PHONE, ip("192.0.2.99")))]);
+    let d = e.destinations.of(PHONE).into_iter().find(|d| d.addr == ip("192.0.2.99")).unwrap();
+    assert_eq!((d.verdict, d.rule.to_string()), (Verdict::Allow, "consent:tracking.example.com".to_string()), "destinations shows the verdict of now");
 }
 
 #[test]
