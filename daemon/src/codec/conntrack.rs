@@ -63,13 +63,14 @@ const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// One direction of a connection.
+/// One direction of a connection (a flow as leash judges it is its
+/// original direction).
 ///
 /// Ports are 0 for protocols without ports. For ICMP and ICMPv6 `sport`
 /// holds the echo id and `dport` holds `type << 8 | code`: the kernel
 /// needs all three to find an ICMP entry again (delete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tuple {
+pub struct Flow {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub proto: u8,
@@ -87,8 +88,8 @@ pub enum CtKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtEvent {
     pub kind: CtKind,
-    pub orig: Tuple,
-    pub reply: Option<Tuple>,
+    pub orig: Flow,
+    pub reply: Option<Flow>,
     pub id: Option<u32>,
     pub zone: u16,
     pub mark: u32,
@@ -149,7 +150,7 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
     let mut orig = None;
     let mut ev = CtEvent {
         kind,
-        orig: Tuple { src: IpAddr::from([0u8; 4]), dst: IpAddr::from([0u8; 4]), proto: 0, sport: 0, dport: 0 },
+        orig: Flow { src: IpAddr::from([0u8; 4]), dst: IpAddr::from([0u8; 4]), proto: 0, sport: 0, dport: 0 },
         reply: None,
         id: None,
         zone: 0,
@@ -180,7 +181,7 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
 
 /// The original tuple inside a nest of conntrack attributes (NFLOG's and
 /// NFQUEUE's `NFULA_CT`/`NFQA_CT`); `None` when the nest has none.
-pub fn orig_tuple(nest: &Attr) -> Result<Option<Tuple>, DecodeError> {
+pub fn orig_tuple(nest: &Attr) -> Result<Option<Flow>, DecodeError> {
     for a in nest.attrs() {
         let a = a?;
         if a.ty == CTA_TUPLE_ORIG {
@@ -205,7 +206,7 @@ fn parse_counters(a: &Attr) -> Result<(Option<u64>, Option<u64>), DecodeError> {
     Ok((packets, bytes))
 }
 
-fn parse_tuple(a: &Attr) -> Result<Tuple, DecodeError> {
+fn parse_tuple(a: &Attr) -> Result<Flow, DecodeError> {
     let (mut src, mut dst, mut proto) = (None, None, None);
     let (mut sport, mut dport, mut icmp_id, mut icmp_type, mut icmp_code) = (0, 0, 0, 0u8, 0u8);
     for t in a.attrs() {
@@ -250,7 +251,7 @@ fn parse_tuple(a: &Attr) -> Result<Tuple, DecodeError> {
         sport = icmp_id;
         dport = u16::from(icmp_type) << 8 | u16::from(icmp_code);
     }
-    Ok(Tuple { src, dst, proto, sport, dport })
+    Ok(Flow { src, dst, proto, sport, dport })
 }
 
 fn is_icmp(proto: u8) -> bool {
@@ -272,18 +273,18 @@ pub fn dump_request(seq: u32) -> Vec<u8> {
 
 /// Deletes the entry whose original tuple is `orig` in `zone`; asks for an
 /// ack so that "gone already" (ENOENT) can be told from success.
-pub fn delete_request(seq: u32, orig: &Tuple, zone: u16) -> Vec<u8> {
+pub fn delete_request(seq: u32, orig: &Flow, zone: u16) -> Vec<u8> {
     entry_request(IPCTNL_MSG_CT_DELETE, seq, orig, zone)
 }
 
 /// Asks for the one entry that has `tuple` in either direction (zone 0):
 /// the kernel answers with the entry (a CT_NEW message) and an ack, or
 /// ENOENT.
-pub fn get_request(seq: u32, tuple: &Tuple) -> Vec<u8> {
+pub fn get_request(seq: u32, tuple: &Flow) -> Vec<u8> {
     entry_request(IPCTNL_MSG_CT_GET, seq, tuple, 0)
 }
 
-fn entry_request(msg: u8, seq: u32, orig: &Tuple, zone: u16) -> Vec<u8> {
+fn entry_request(msg: u8, seq: u32, orig: &Flow, zone: u16) -> Vec<u8> {
     let mut w = NlWriter::new();
     w.begin_msg(ct_type(msg), NLM_F_REQUEST | NLM_F_ACK, seq);
     // The kernel reads the tuple's addresses by this family.
@@ -344,11 +345,11 @@ mod tests {
         assert_eq!(ev.kind, CtKind::New);
         assert_eq!(
             ev.orig,
-            Tuple { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 }
+            Flow { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 }
         );
         assert_eq!(
             ev.reply,
-            Some(Tuple { src: ip("198.51.100.2"), dst: ip("192.0.2.1"), proto: 6, sport: 443, dport: 1234 })
+            Some(Flow { src: ip("198.51.100.2"), dst: ip("192.0.2.1"), proto: 6, sport: 443, dport: 1234 })
         );
         assert_eq!(ev.id, Some(0xf385a72a));
         assert_eq!((ev.zone, ev.mark, ev.status), (0, 0, 8));
@@ -363,7 +364,7 @@ mod tests {
         assert_eq!(ev.kind, CtKind::New);
         assert_eq!(
             ev.orig,
-            Tuple { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 }
+            Flow { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 }
         );
         assert_eq!((ev.zone, ev.mark), (7, 42));
     }
@@ -373,7 +374,7 @@ mod tests {
         let ev = parse_message(CT_NEW_ICMP4).unwrap().unwrap();
         assert_eq!(
             ev.orig,
-            Tuple { src: ip("192.0.2.5"), dst: ip("198.51.100.6"), proto: 1, sport: 77, dport: 8 << 8 }
+            Flow { src: ip("192.0.2.5"), dst: ip("198.51.100.6"), proto: 1, sport: 77, dport: 8 << 8 }
         );
         // Reply direction of an echo request is an echo reply (type 0).
         assert_eq!(ev.reply.unwrap().dport, 0);
@@ -385,7 +386,7 @@ mod tests {
         assert_eq!(ev.kind, CtKind::Destroy);
         assert_eq!(
             ev.orig,
-            Tuple { src: ip("127.0.0.1"), dst: ip("127.0.0.1"), proto: 17, sport: 40000, dport: 9 }
+            Flow { src: ip("127.0.0.1"), dst: ip("127.0.0.1"), proto: 17, sport: 40000, dport: 9 }
         );
         assert_eq!((ev.packets_orig, ev.bytes_orig), (Some(3), Some(384)));
         assert_eq!((ev.packets_reply, ev.bytes_reply), (Some(0), Some(0)));
@@ -423,7 +424,7 @@ mod tests {
 
     #[test]
     fn delete_request_round_trips() {
-        let t = Tuple { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 };
+        let t = Flow { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 };
         let b = delete_request(5, &t, 0);
         let m = Msg::parse(&b).unwrap();
         assert_eq!(m.hdr.ty, 0x0102);
@@ -439,7 +440,7 @@ mod tests {
         assert_eq!(attrs[0].value, kernel_orig.value);
         assert_eq!(parse_tuple(&attrs[0]).unwrap(), t);
 
-        let t6 = Tuple { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 };
+        let t6 = Flow { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 };
         let b = delete_request(6, &t6, 7);
         let m = Msg::parse(&b).unwrap();
         let (gen, attrs) = m.nfnl().unwrap();
@@ -448,7 +449,7 @@ mod tests {
         assert_eq!(parse_tuple(&attrs[0]).unwrap(), t6);
         assert_eq!((attrs[1].ty, attrs[1].u16_be().unwrap()), (CTA_ZONE, 7));
 
-        let icmp = Tuple { src: ip("192.0.2.5"), dst: ip("198.51.100.6"), proto: 1, sport: 77, dport: 8 << 8 };
+        let icmp = Flow { src: ip("192.0.2.5"), dst: ip("198.51.100.6"), proto: 1, sport: 77, dport: 8 << 8 };
         let b = delete_request(7, &icmp, 0);
         let attrs: Vec<_> = Msg::parse(&b).unwrap().nfnl().unwrap().1.collect::<Result<_, _>>().unwrap();
         assert_eq!(parse_tuple(&attrs[0]).unwrap(), icmp);

@@ -7,7 +7,7 @@
 
 pub use super::nla::DecodeError;
 use super::nla::{Msg, NlWriter, NLM_F_ACK, NLM_F_REQUEST};
-use super::conntrack::{self, Tuple};
+use super::conntrack::{self, Flow};
 use crate::mac::Mac;
 
 pub const NFNL_SUBSYS_ULOG: u8 = 4;
@@ -73,7 +73,7 @@ pub struct NflogPacket<'a> {
     pub ct_info: Option<u32>,
     /// With `NFULNL_CFG_F_CONNTRACK`: the original direction of the
     /// packet's conntrack entry (who opened the flow, to whom).
-    pub ct_orig: Option<Tuple>,
+    pub ct_orig: Option<Flow>,
 }
 
 /// Parses one message. `Ok(None)` for anything that is not a logged

@@ -562,7 +562,7 @@ impl Daemon {
     /// A route event, and then what waited for a neighbour it identified.
     fn apply_route(&mut self, ev: RouteEvent, fx: &mut Vec<Effect>) {
         let learned = match &ev {
-            RouteEvent::Neigh { ip, mac: Some(_), gone: false, .. } => Some(*ip),
+            RouteEvent::Neigh(n) if n.mac.is_some() && !n.deleted => Some(n.ip),
             _ => None,
         };
         apply_route(&mut self.engine, ev, fx);
@@ -686,10 +686,10 @@ fn nflog_overran(e: &anyhow::Error) -> bool {
 fn apply_route(engine: &mut Engine, ev: RouteEvent, fx: &mut Vec<Effect>) {
     let now = now();
     match ev {
-        RouteEvent::Link { ifindex, name, gone: false } => engine.net.link(ifindex, &name),
-        RouteEvent::Link { ifindex, gone: true, .. } => engine.net.link_gone(ifindex),
-        RouteEvent::Addr { ifindex, addr, prefix_len, gone: false } => engine.net.addr(ifindex, addr, prefix_len),
-        RouteEvent::Addr { ifindex, addr, gone: true, .. } => engine.net.addr_gone(ifindex, addr),
-        RouteEvent::Neigh { ifindex, ip, mac, gone } => engine.on_neighbour(ifindex, ip, mac, gone, now, fx),
+        RouteEvent::Link(l) if l.deleted => engine.net.link_gone(l.ifindex),
+        RouteEvent::Link(l) => engine.net.link(l.ifindex, &l.name),
+        RouteEvent::Addr(a) if a.deleted => engine.net.addr_gone(a.ifindex, a.addr),
+        RouteEvent::Addr(a) => engine.net.addr(a.ifindex, a.addr, a.prefix_len),
+        RouteEvent::Neigh(n) => engine.on_neighbour(n.ifindex, n.ip, n.mac, n.deleted, now, fx),
     }
 }

@@ -75,14 +75,7 @@ pub const MAX_LEARNED_PER_DEVICE: usize = 512;
 pub const MAX_COUNTED: usize = 65_536;
 
 /// A flow in its original direction, as conntrack reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub proto: u8,
-    pub sport: u16,
-    pub dport: u16,
-}
+pub use crate::codec::conntrack::Flow;
 
 /// Which existing flows to cut (conntrack entries to delete).
 #[derive(Debug, Clone, PartialEq, Eq)]

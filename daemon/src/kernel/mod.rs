@@ -28,8 +28,7 @@ use anyhow::Context;
 
 use crate::codec::dns::{self, DnsAnswer};
 use crate::engine::{Flow, FlowCounters};
-use crate::mac::Mac;
-use crate::codec::conntrack::{self, CtEvent, CtKind, Tuple};
+use crate::codec::conntrack::{self, CtEvent, CtKind};
 use crate::codec::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
 use crate::codec::nftables::{ElemBatch, ElemKey, NFPROTO_INET};
 use crate::codec::{nflog, route};
@@ -70,12 +69,7 @@ pub enum CtRead {
     Failed(anyhow::Error),
 }
 
-#[derive(Debug, Clone)]
-pub enum RouteEvent {
-    Link { ifindex: u32, name: String, gone: bool },
-    Addr { ifindex: u32, addr: IpAddr, prefix_len: u8, gone: bool },
-    Neigh { ifindex: u32, ip: IpAddr, mac: Option<Mac>, gone: bool },
-}
+pub use crate::codec::route::RouteEvent;
 
 pub struct Kernel {
     ct_events: NlSocket,
@@ -88,12 +82,9 @@ pub struct Kernel {
 }
 
 fn counters(e: &CtEvent) -> Option<FlowCounters> {
-    Some(FlowCounters { id: e.id.unwrap_or(0), orig: flow(&e.orig), up: e.bytes_orig?, down: e.bytes_reply.unwrap_or(0) })
+    Some(FlowCounters { id: e.id.unwrap_or(0), orig: e.orig, up: e.bytes_orig?, down: e.bytes_reply.unwrap_or(0) })
 }
 
-fn flow(t: &Tuple) -> Flow {
-    Flow { src: t.src, dst: t.dst, proto: t.proto, sport: t.sport, dport: t.dport }
-}
 
 impl Kernel {
     /// `ct_buffer`: the conntrack event receive buffer (each event takes
@@ -122,7 +113,7 @@ impl Kernel {
                 for msg in conntrack::messages(&buf[..n]) {
                     match msg.and_then(conntrack::parse_message) {
                         Ok(Some(ev @ CtEvent { kind: CtKind::Destroy, .. })) => ended.extend(counters(&ev)),
-                        Ok(Some(CtEvent { kind: CtKind::New, orig, .. })) => flows.push(flow(&orig)),
+                        Ok(Some(CtEvent { kind: CtKind::New, orig, .. })) => flows.push(orig),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "malformed conntrack event skipped"),
                     }
@@ -154,7 +145,7 @@ impl Kernel {
     /// Every flow in the conntrack table: (original, reply).
     pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
         let entries = socket::conntrack_dump(&self.ct_req).await?;
-        Ok(entries.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect())
+        Ok(entries.iter().map(|e| (e.orig, e.reply)).collect())
     }
 
     /// Byte counters of every flow (with `nf_conntrack_acct` on).
@@ -188,7 +179,7 @@ impl Kernel {
         if want.is_empty() {
             return;
         }
-        let tuples: Vec<Tuple> = want.iter().map(|&i| crate::names::trust::asked_flow(&answers[i].0)).collect();
+        let tuples: Vec<Flow> = want.iter().map(|&i| crate::names::trust::asked_flow(&answers[i].0)).collect();
         match socket::conntrack_get_many(&self.ct_req, &tuples).await {
             Ok(entries) => {
                 for (i, e) in want.into_iter().zip(entries) {
@@ -201,7 +192,7 @@ impl Kernel {
 
     /// Deletes one flow by its original tuple; false when it was gone already.
     pub async fn cut_flow(&self, f: &Flow) -> anyhow::Result<bool> {
-        let t = Tuple { src: f.src, dst: f.dst, proto: f.proto, sport: f.sport, dport: f.dport };
+        let t = Flow { src: f.src, dst: f.dst, proto: f.proto, sport: f.sport, dport: f.dport };
         Ok(socket::conntrack_delete(&self.ct_req, &t, 0).await?)
     }
 
@@ -210,8 +201,8 @@ impl Kernel {
         let entries = socket::conntrack_dump(&self.ct_req).await?;
         let mut n = 0;
         for e in entries {
-            let reply = e.reply.as_ref().map(flow);
-            if cut(&flow(&e.orig), reply.as_ref()) && socket::conntrack_delete(&self.ct_req, &e.orig, e.zone).await? {
+            let reply = e.reply;
+            if cut(&e.orig, reply.as_ref()) && socket::conntrack_delete(&self.ct_req, &e.orig, e.zone).await? {
                 n += 1;
             }
         }
@@ -281,7 +272,7 @@ impl Kernel {
     /// kernels before 5.0 (the caller falls back to dumps).
     pub async fn lookup_neighbours(&self, asks: &[(u32, IpAddr)]) -> anyhow::Result<Vec<RouteEvent>> {
         let found = socket::route_get_neighbours(&self.rt_req, asks).await?;
-        Ok(found.into_iter().map(|n| RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: false }).collect())
+        Ok(found.into_iter().map(RouteEvent::Neigh).collect())
     }
 
     /// Links, then addresses, then neighbours: the order the engine needs.
@@ -313,7 +304,7 @@ impl FlowDump {
                 None
             }
         });
-        Ok(batch.await?.map(|v| v.iter().map(|e| (flow(&e.orig), e.reply.as_ref().map(flow))).collect()))
+        Ok(batch.await?.map(|v| v.iter().map(|e| (e.orig, e.reply)).collect()))
     }
 }
 
@@ -371,11 +362,7 @@ fn route_events(buf: &[u8]) -> Vec<RouteEvent> {
             }
         };
         match parsed {
-            Ok(Some(route::RouteEvent::Link(l))) => out.push(RouteEvent::Link { ifindex: l.ifindex, name: l.name, gone: l.deleted }),
-            Ok(Some(route::RouteEvent::Addr(a))) => {
-                out.push(RouteEvent::Addr { ifindex: a.ifindex, addr: a.addr, prefix_len: a.prefix_len, gone: a.deleted })
-            }
-            Ok(Some(route::RouteEvent::Neigh(n))) => out.push(RouteEvent::Neigh { ifindex: n.ifindex, ip: n.ip, mac: n.mac, gone: n.deleted }),
+            Ok(Some(ev)) => out.push(ev),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "undecodable rtnetlink message skipped"),
         }

@@ -20,7 +20,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Mutex;
 
-use crate::codec::conntrack::{self, CtEvent, Tuple};
+use crate::codec::conntrack::{self, CtEvent, Flow};
 use crate::codec::nflog;
 use crate::codec::nft_events::{self, TableInfo};
 use crate::codec::nftables::{BatchOp, ElemBatch};
@@ -491,7 +491,7 @@ pub async fn conntrack_dump(sock: &NlSocket) -> Result<Vec<CtEvent>, NlError> {
 
 /// Deletes one conntrack entry by its original tuple. `Ok(false)` when it
 /// was already gone (ENOENT).
-pub async fn conntrack_delete(sock: &NlSocket, orig: &Tuple, zone: u16) -> Result<bool, NlError> {
+pub async fn conntrack_delete(sock: &NlSocket, orig: &Flow, zone: u16) -> Result<bool, NlError> {
     let req = conntrack::delete_request(sock.next_seq(), orig, zone);
     match sock.request(&req).await {
         Ok(_) => Ok(true),
@@ -510,7 +510,7 @@ const GETS_PER_SEND: usize = 64;
 
 /// The conntrack entry of each tuple (as `conntrack_get`), asked in
 /// datagrams of many requests: one round trip for a burst of answers.
-pub async fn conntrack_get_many(sock: &NlSocket, tuples: &[Tuple]) -> Result<Vec<Option<CtEvent>>, NlError> {
+pub async fn conntrack_get_many(sock: &NlSocket, tuples: &[Flow]) -> Result<Vec<Option<CtEvent>>, NlError> {
     let mut out = vec![None; tuples.len()];
     for (c, chunk) in tuples.chunks(GETS_PER_SEND).enumerate() {
         let first = sock.alloc_seq(chunk.len() as u32);
@@ -534,7 +534,7 @@ pub async fn conntrack_get_many(sock: &NlSocket, tuples: &[Tuple]) -> Result<Vec
 }
 
 /// The conntrack entry that has `tuple` in either direction, if any.
-pub async fn conntrack_get(sock: &NlSocket, tuple: &Tuple) -> Result<Option<CtEvent>, NlError> {
+pub async fn conntrack_get(sock: &NlSocket, tuple: &Flow) -> Result<Option<CtEvent>, NlError> {
     let req = conntrack::get_request(sock.next_seq(), tuple);
     match sock.request(&req).await {
         Ok(msgs) => {

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::codec::conntrack::{self, CtKind, Tuple, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW};
+use crate::codec::conntrack::{self, CtKind, Flow, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW};
 use crate::codec::nft_events::{self, NftEvent, Object, NFNLGRP_NFTABLES};
 use crate::codec::nftables::{ElemBatch, ElemKey};
 use crate::codec::route::{self, RouteEvent, NUD_PERMANENT, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK, RTNLGRP_NEIGH};
@@ -250,8 +250,8 @@ fn kernel_conntrack_events_dump_and_delete() {
         let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
         run(&["conntrack", "-I", "-s", "192.0.2.1", "-d", "198.51.100.2", "-p", "tcp", "--sport", "1234", "--dport", "443", "--state", "ESTABLISHED", "-t", "60"]);
         run(&["conntrack", "-I", "-s", "2001:db8::1", "-d", "2001:db8::2", "-p", "udp", "--sport", "5353", "--dport", "53", "-t", "60"]);
-        let tcp = Tuple { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 };
-        let udp6 = Tuple { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 };
+        let tcp = Flow { src: ip("192.0.2.1"), dst: ip("198.51.100.2"), proto: 6, sport: 1234, dport: 443 };
+        let udp6 = Flow { src: ip("2001:db8::1"), dst: ip("2001:db8::2"), proto: 17, sport: 5353, dport: 53 };
         let mut seen = (false, false);
         wait_event(&events, Duration::from_secs(5), |ev| {
             assert_eq!(ev.kind, CtKind::New);
@@ -605,7 +605,7 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         assert_eq!(orig.sport, udp.local_addr().unwrap().port());
         // A flow nobody opened is not found.
         let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
-        let nobody = crate::codec::conntrack::Tuple { sport: 1, ..orig };
+        let nobody = crate::codec::conntrack::Flow { sport: 1, ..orig };
         assert!(super::socket::conntrack_get(&req, &nobody).await.unwrap().is_none());
         assert_eq!(answer.qname, "tracking.example.com");
         assert_eq!((answer.client, answer.server), (ip("127.0.0.1"), ip("127.0.0.1")));

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::{Serialize, Serializer};
 
 use crate::codec::dns::DnsAnswer;
-use crate::codec::conntrack::Tuple;
+use crate::codec::conntrack::Flow;
 use crate::codec::nflog::IP_CT_ESTABLISHED_REPLY;
 
 /// Netfilter hooks (`enum nf_inet_hooks`) the answer rules sit on.
@@ -59,7 +59,7 @@ pub struct Provenance {
     /// `enum ip_conntrack_info` of the packet, when conntrack was attached.
     pub ct_info: Option<u32>,
     /// The original direction of its conntrack entry, when attached.
-    pub ct_orig: Option<Tuple>,
+    pub ct_orig: Option<Flow>,
 }
 
 /// Why an answer does not count.
@@ -106,8 +106,8 @@ pub fn vouch(a: &DnsAnswer, p: &Provenance) -> Result<Resolver, Unsolicited> {
 
 /// The original tuple of the flow an answer would be the reply of: the
 /// one leash looks up when NFLOG could not attach the entry.
-pub fn asked_flow(a: &DnsAnswer) -> Tuple {
-    Tuple { src: a.client, dst: a.server, proto: a.proto, sport: a.client_port, dport: a.server_port }
+pub fn asked_flow(a: &DnsAnswer) -> Flow {
+    Flow { src: a.client, dst: a.server, proto: a.proto, sport: a.client_port, dport: a.server_port }
 }
 
 #[cfg(test)]
@@ -126,7 +126,7 @@ mod tests {
         Provenance {
             hook: Some(NF_INET_FORWARD),
             ct_info: Some(IP_CT_ESTABLISHED_REPLY),
-            ct_orig: Some(Tuple { src: ip(client), dst: ip(server), proto: 17, sport: 40000, dport: 53 }),
+            ct_orig: Some(Flow { src: ip(client), dst: ip(server), proto: 17, sport: 40000, dport: 53 }),
         }
     }
 
