@@ -48,5 +48,9 @@ fn an_overrun_is_counted_and_followed_by_a_resync() {
     );
     assert!(c["events_lost"].as_u64().unwrap_or(0) >= 1, "{c}");
     assert!(c["ct_new_events"].as_u64().unwrap_or(0) < FLOWS as u64, "the small buffer lost events: {c}");
-    assert!(c["ct_dumped"].as_u64().unwrap_or(0) >= FLOWS as u64, "the resync read the whole table: {c}");
+    // Every flow reached leash as an event or in a resync dump. (A resync
+    // may begin while `conntrack -R` is still inserting, so no one dump need
+    // hold the whole burst; the flows inserted after it come as events.)
+    let seen = c["ct_new_events"].as_u64().unwrap_or(0) + c["ct_dumped"].as_u64().unwrap_or(0);
+    assert!(seen >= FLOWS as u64, "events and resync dumps together saw every flow: {c}");
 }
