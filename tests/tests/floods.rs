@@ -167,7 +167,7 @@ fn hundred_thousand_names_from_one_device() {
     const NAMES: usize = 100_000;
     let mut lab = lab("flood-names", 2);
     let hosts = lab.dir.join("flood.hosts");
-    let body: String = (0..NAMES).map(|i| format!("198.18.{}.{} n{i}.flood.example\n", i / 256 % 256 , i % 256)).collect();
+    let body: String = (0..NAMES).map(|i| format!("198.{}.{}.{} n{i}.flood.example\n", 18 + i / 65_536, i / 256 % 256, i % 256)).collect();
     std::fs::write(&hosts, body).expect("write hosts");
     lab.start_dns(&leash_lab::Zone::new().arg(&format!("--addn-hosts={}", hosts.display())));
     lab.start_leash(&config("enforce", "quarantine", "", ""));
