@@ -133,8 +133,9 @@ pub struct NlSocket {
     fd: AsyncFd<OwnedFd>,
     port: u32,
     seq: AtomicU32,
-    /// One request in flight at a time: replies to two would interleave.
-    busy: Mutex<()>,
+    /// One request in flight at a time (replies to two would interleave),
+    /// and its receive buffer, zeroed once rather than per request.
+    busy: Mutex<Vec<u8>>,
 }
 
 /// The kernel's netlink address (port 0).
@@ -199,7 +200,7 @@ impl NlSocket {
         // long as the AsyncFd owns it.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-        Ok(NlSocket { fd, port: bound.pid(), seq: AtomicU32::new(start), busy: Mutex::new(()) })
+        Ok(NlSocket { fd, port: bound.pid(), seq: AtomicU32::new(start), busy: Mutex::new(Vec::new()) })
     }
 
     /// Our netlink port id (the kernel's replies are addressed to it).
@@ -314,7 +315,8 @@ impl NlSocket {
     /// an ack gets its ack or error, and every dump runs to NLMSG_DONE.
     /// Kernel errors are returned in `Reply::acks`, not as `Err`.
     pub async fn exchange(&self, bytes: &[u8]) -> Result<Reply, NlError> {
-        let _busy = self.busy.lock().await;
+        let mut busy = self.busy.lock().await;
+        let buf = &mut *busy;
         let mut want_ack = HashSet::new();
         let mut want_done = HashSet::new();
         let mut ours = HashSet::new();
@@ -339,9 +341,8 @@ impl NlSocket {
         self.send(bytes).map_err(NlError::Io)?;
 
         let mut reply = Reply::default();
-        let mut buf = Vec::new();
         while !want_ack.is_empty() || !want_done.is_empty() {
-            let n = match tokio::time::timeout(REPLY_IDLE_TIMEOUT, self.recv(&mut buf)).await {
+            let n = match tokio::time::timeout(REPLY_IDLE_TIMEOUT, self.recv(buf)).await {
                 Err(_) => return Err(NlError::Timeout(REPLY_IDLE_TIMEOUT)),
                 Ok(r) => r.map_err(NlError::Recv)?,
             };
