@@ -30,10 +30,10 @@ use crate::codec::dns::{self, DnsAnswer};
 use crate::engine::{Flow, FlowCounters};
 use crate::codec::conntrack::{self, CtEvent, CtKind};
 use crate::codec::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
-use crate::codec::nftables::{ElemBatch, ElemKey, NFPROTO_INET};
+use crate::codec::nftables::{ElemBatch, NFPROTO_INET};
 use crate::codec::{nflog, route};
 use socket::{NlSocket, RecvError};
-use crate::nft::{Elem, SetChange};
+use crate::nft::SetChange;
 use crate::names::trust::Provenance;
 
 const RT_RCVBUF: usize = 4 << 20;
@@ -214,8 +214,8 @@ impl Kernel {
         let mut batch = ElemBatch::new(table);
         for c in changes {
             match c {
-                SetChange::Add { elem, timeout } => batch.add(elem.set(), key(elem), *timeout),
-                SetChange::Delete(elem) => batch.delete(elem.set(), key(elem)),
+                SetChange::Add { elem, timeout } => batch.add(*elem, *timeout),
+                SetChange::Delete(elem) => batch.delete(*elem),
             }
         }
         socket::nft_apply(&self.nft, &batch).await?;
@@ -343,13 +343,6 @@ fn decode_nft_events(buf: &[u8]) -> Vec<NftEvent> {
     out
 }
 
-fn key(e: &Elem) -> ElemKey {
-    match *e {
-        Elem::QuarantineMac(m) => ElemKey::Mac(m),
-        Elem::QuarantineAddr(a) => ElemKey::Ip(a),
-        Elem::Block(m, a) => ElemKey::MacIp(m, a),
-    }
-}
 
 fn route_events(buf: &[u8]) -> Vec<RouteEvent> {
     let mut out = Vec::new();
