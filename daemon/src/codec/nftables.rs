@@ -6,11 +6,9 @@
 //! operation, NFNL_MSG_BATCH_END. The kernel applies it as one
 //! transaction: if any message fails, none of them takes effect.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use super::nla::{NlWriter, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
-use crate::nft::Elem;
 
 pub const NFNL_SUBSYS_NFTABLES: u8 = 10;
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -28,35 +26,23 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFTA_DATA_VALUE: u16 = 1;
 
-/// The key bytes of an element. A concatenation pads each field to 4
-/// bytes, so a block (MAC . IP) is 8 + 4 = 12 bytes for IPv4 and 8 + 16 =
-/// 24 for IPv6; a lone MAC is 6.
-pub fn key_bytes(e: &Elem) -> Vec<u8> {
-    fn ip(v: &mut Vec<u8>, a: &IpAddr) {
-        match a {
-            IpAddr::V4(a) => v.extend_from_slice(&a.octets()),
-            IpAddr::V6(a) => v.extend_from_slice(&a.octets()),
-        }
-    }
-    let mut v = Vec::with_capacity(24);
-    match e {
-        Elem::QuarantineMac(m) => v.extend_from_slice(&m.0),
-        Elem::QuarantineAddr(a) => ip(&mut v, a),
-        Elem::Block(m, a) => {
-            v.extend_from_slice(&m.0);
-            v.extend_from_slice(&[0, 0]);
-            ip(&mut v, a);
-        }
-    }
-    v
+/// What the codec needs of a set element: the set it belongs to, its key
+/// bytes, and how `nft` writes it (for error messages). leash's one
+/// element type, `nft::Elem`, is one.
+pub trait SetElem {
+    fn set(&self) -> &str;
+    fn key_bytes(&self) -> Vec<u8>;
+    fn nft_key(&self) -> String;
 }
 
 /// Add (`add: true`) or delete one element.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetOp {
-    /// The element's own set (`Elem::set`), or another one (tests).
+    /// The element's own set, or another one (tests).
     pub set: String,
-    pub elem: Elem,
+    pub key: Vec<u8>,
+    /// The element as `nft` writes it.
+    pub shown: String,
     /// `None`: the element never expires (unless the set has a default).
     pub timeout: Option<Duration>,
     pub add: bool,
@@ -86,7 +72,7 @@ impl BatchOp {
     pub fn describe(&self) -> String {
         match self {
             BatchOp::Elem(op) => {
-                let key = op.elem.nft_key();
+                let key = &op.shown;
                 format!("{} {key}", if op.add { "add" } else { "delete" })
             }
             BatchOp::Flush { .. } => "flush".to_string(),
@@ -107,21 +93,21 @@ impl ElemBatch {
     }
 
     /// Adds `elem` to its set (`timeout: None`: until removed).
-    pub fn add(&mut self, elem: Elem, timeout: Option<Duration>) {
+    pub fn add(&mut self, elem: &impl SetElem, timeout: Option<Duration>) {
         self.add_to(elem.set(), elem, timeout);
     }
 
-    pub fn delete(&mut self, elem: Elem) {
+    pub fn delete(&mut self, elem: &impl SetElem) {
         self.delete_from(elem.set(), elem);
     }
 
     /// Adds `elem`'s key to the set named `set` (tests, other tables).
-    pub fn add_to(&mut self, set: &str, elem: Elem, timeout: Option<Duration>) {
-        self.ops.push(BatchOp::Elem(SetOp { set: set.to_string(), elem, timeout, add: true }));
+    pub fn add_to(&mut self, set: &str, elem: &impl SetElem, timeout: Option<Duration>) {
+        self.ops.push(BatchOp::Elem(SetOp { set: set.to_string(), key: elem.key_bytes(), shown: elem.nft_key(), timeout, add: true }));
     }
 
-    pub fn delete_from(&mut self, set: &str, elem: Elem) {
-        self.ops.push(BatchOp::Elem(SetOp { set: set.to_string(), elem, timeout: None, add: false }));
+    pub fn delete_from(&mut self, set: &str, elem: &impl SetElem) {
+        self.ops.push(BatchOp::Elem(SetOp { set: set.to_string(), key: elem.key_bytes(), shown: elem.nft_key(), timeout: None, add: false }));
     }
 
     pub fn flush_set(&mut self, set: &str) {
@@ -198,7 +184,7 @@ impl ElemBatch {
                     w.attr_u64_be(NFTA_SET_ELEM_TIMEOUT, timeout_ms(t));
                 }
                 let key = w.begin_nested(NFTA_SET_ELEM_KEY);
-                w.attr(NFTA_DATA_VALUE, &key_bytes(&e.elem));
+                w.attr(NFTA_DATA_VALUE, &e.key);
                 w.end_nested(key);
                 w.end_nested(elem);
                 w.end_nested(list);
@@ -235,6 +221,7 @@ mod tests {
     use super::*;
 
     use crate::mac::Mac;
+    use crate::nft::Elem;
 
     fn mac(s: &str) -> Mac {
         s.parse().unwrap()
@@ -277,50 +264,50 @@ mod tests {
     #[test]
     fn add_mac_ip4_matches_nft() {
         let mut b = ElemBatch::new("t");
-        b.add_to("s", Elem::Block(mac("aa:bb:cc:dd:ee:ff"), "192.0.2.1".parse().unwrap()), Some(Duration::from_secs(30)));
+        b.add_to("s", &Elem::Block(mac("aa:bb:cc:dd:ee:ff"), "192.0.2.1".parse().unwrap()), Some(Duration::from_secs(30)));
         same_as_nft(&b.encode(0), NFT_ADD_MACIP4);
     }
 
     #[test]
     fn add_mac_ip6_matches_nft() {
         let mut b = ElemBatch::new("t");
-        b.add_to("s6", Elem::Block(mac("aa:bb:cc:dd:ee:ff"), "2001:db8::1".parse().unwrap()), Some(Duration::from_secs(3600)));
+        b.add_to("s6", &Elem::Block(mac("aa:bb:cc:dd:ee:ff"), "2001:db8::1".parse().unwrap()), Some(Duration::from_secs(3600)));
         same_as_nft(&b.encode(0), NFT_ADD_MACIP6);
     }
 
     #[test]
     fn delete_mac_ip4_matches_nft() {
         let mut b = ElemBatch::new("t");
-        b.delete_from("s", Elem::Block(mac("aa:bb:cc:dd:ee:ff"), "192.0.2.1".parse().unwrap()));
+        b.delete_from("s", &Elem::Block(mac("aa:bb:cc:dd:ee:ff"), "192.0.2.1".parse().unwrap()));
         same_as_nft(&b.encode(0), NFT_DEL_MACIP4);
     }
 
     #[test]
     fn add_mac_matches_nft() {
         let mut b = ElemBatch::new("t");
-        b.add_to("m", Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:01")), None);
+        b.add_to("m", &Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:01")), None);
         same_as_nft(&b.encode(0), NFT_ADD_MAC);
         let mut b = ElemBatch::new("t");
-        b.add_to("m", Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:02")), Some(Duration::from_secs(600)));
+        b.add_to("m", &Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:02")), Some(Duration::from_secs(600)));
         same_as_nft(&b.encode(0), NFT_ADD_MAC_TIMEOUT);
     }
 
     #[test]
     fn key_lengths() {
         let m = mac("aa:bb:cc:dd:ee:ff");
-        assert_eq!(key_bytes(&Elem::QuarantineMac(m)).len(), 6);
-        assert_eq!(key_bytes(&Elem::QuarantineAddr("192.0.2.1".parse().unwrap())), [192, 0, 2, 1]);
-        assert_eq!(key_bytes(&Elem::QuarantineAddr("2001:db8::1".parse().unwrap())).len(), 16);
-        assert_eq!(key_bytes(&Elem::Block(m, "192.0.2.1".parse().unwrap())).len(), 12);
-        assert_eq!(key_bytes(&Elem::Block(m, "2001:db8::1".parse().unwrap())).len(), 24);
+        assert_eq!(Elem::QuarantineMac(m).key_bytes().len(), 6);
+        assert_eq!(Elem::QuarantineAddr("192.0.2.1".parse().unwrap()).key_bytes(), [192, 0, 2, 1]);
+        assert_eq!(Elem::QuarantineAddr("2001:db8::1".parse().unwrap()).key_bytes().len(), 16);
+        assert_eq!(Elem::Block(m, "192.0.2.1".parse().unwrap()).key_bytes().len(), 12);
+        assert_eq!(Elem::Block(m, "2001:db8::1".parse().unwrap()).key_bytes().len(), 24);
     }
 
     #[test]
     fn batch_layout_and_sequence_numbers() {
         let mut b = ElemBatch::new("leash");
         assert!(b.is_empty());
-        b.add_to("qmac", Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:01")), Some(Duration::from_micros(10)));
-        b.delete_from("qaddr4", Elem::QuarantineAddr("192.0.2.7".parse().unwrap()));
+        b.add_to("qmac", &Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:01")), Some(Duration::from_micros(10)));
+        b.delete_from("qaddr4", &Elem::QuarantineAddr("192.0.2.7".parse().unwrap()));
         b.flush_set("block6");
         assert_eq!(b.len(), 3);
         let buf = b.encode(u32::MAX - 1);
@@ -350,7 +337,7 @@ mod tests {
     fn retain_and_chunks() {
         let mut b = ElemBatch::new("t");
         for i in 0..5u8 {
-            b.delete_from("qaddr4", Elem::QuarantineAddr([192, 0, 2, i].into()));
+            b.delete_from("qaddr4", &Elem::QuarantineAddr([192, 0, 2, i].into()));
         }
         let kept = b.retain(|i, _| i % 2 == 0);
         assert_eq!(kept.len(), 3);

@@ -214,8 +214,8 @@ impl Kernel {
         let mut batch = ElemBatch::new(table);
         for c in changes {
             match c {
-                SetChange::Add { elem, timeout } => batch.add(*elem, *timeout),
-                SetChange::Delete(elem) => batch.delete(*elem),
+                SetChange::Add { elem, timeout } => batch.add(elem, *timeout),
+                SetChange::Delete(elem) => batch.delete(elem),
             }
         }
         socket::nft_apply(&self.nft, &batch).await?;

@@ -156,11 +156,11 @@ fn kernel_nft_apply_adds_and_deletes_elements() {
         let sock = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
         let m = mac("aa:bb:cc:dd:ee:ff");
         let mut b = ElemBatch::new("T");
-        b.add_to("block4", Elem::Block(m, ip("192.0.2.1")), Some(Duration::from_secs(30)));
-        b.add_to("block4", Elem::Block(m, ip("192.0.2.2")), None);
-        b.add_to("block6", Elem::Block(m, ip("2001:db8::1")), Some(Duration::from_secs(3600)));
-        b.add_to("qmac", Elem::QuarantineMac(m), Some(Duration::from_secs(600)));
-        b.add_to("qaddr4", Elem::QuarantineAddr(ip("192.0.2.7")), Some(Duration::from_secs(60)));
+        b.add_to("block4", &Elem::Block(m, ip("192.0.2.1")), Some(Duration::from_secs(30)));
+        b.add_to("block4", &Elem::Block(m, ip("192.0.2.2")), None);
+        b.add_to("block6", &Elem::Block(m, ip("2001:db8::1")), Some(Duration::from_secs(3600)));
+        b.add_to("qmac", &Elem::QuarantineMac(m), Some(Duration::from_secs(600)));
+        b.add_to("qaddr4", &Elem::QuarantineAddr(ip("192.0.2.7")), Some(Duration::from_secs(60)));
         nft_apply(&sock, &b).await.unwrap();
 
         let s = list_set("block4");
@@ -172,9 +172,9 @@ fn kernel_nft_apply_adds_and_deletes_elements() {
 
         // Delete, including one that is not there: still success.
         let mut d = ElemBatch::new("T");
-        d.delete_from("block4", Elem::Block(m, ip("192.0.2.1")));
-        d.delete_from("block4", Elem::Block(m, ip("192.0.2.99")));
-        d.delete_from("qmac", Elem::QuarantineMac(m));
+        d.delete_from("block4", &Elem::Block(m, ip("192.0.2.1")));
+        d.delete_from("block4", &Elem::Block(m, ip("192.0.2.99")));
+        d.delete_from("qmac", &Elem::QuarantineMac(m));
         nft_apply(&sock, &d).await.unwrap();
         let s = list_set("block4");
         assert!(!s.contains_key("aa:bb:cc:dd:ee:ff . 192.0.2.1"), "{s:?}");
@@ -184,9 +184,9 @@ fn kernel_nft_apply_adds_and_deletes_elements() {
         // A missing delete aborts the kernel's whole transaction; the
         // adapter must resend the rest so that the add still lands.
         let mut mixed = ElemBatch::new("T");
-        mixed.delete_from("qaddr4", Elem::QuarantineAddr(ip("192.0.2.200")));
-        mixed.add_to("qaddr4", Elem::QuarantineAddr(ip("192.0.2.8")), Some(Duration::from_secs(60)));
-        mixed.delete_from("qmac", Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:01")));
+        mixed.delete_from("qaddr4", &Elem::QuarantineAddr(ip("192.0.2.200")));
+        mixed.add_to("qaddr4", &Elem::QuarantineAddr(ip("192.0.2.8")), Some(Duration::from_secs(60)));
+        mixed.delete_from("qmac", &Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:01")));
         nft_apply(&sock, &mixed).await.unwrap();
         assert!(list_set("qaddr4").contains_key("192.0.2.8"));
 
@@ -198,8 +198,8 @@ fn kernel_nft_apply_adds_and_deletes_elements() {
 
         // A real error names the set and the op, and nothing is applied.
         let mut bad = ElemBatch::new("T");
-        bad.add_to("qaddr4", Elem::QuarantineAddr(ip("192.0.2.9")), None);
-        bad.add_to("nosuchset", Elem::QuarantineAddr(ip("192.0.2.10")), None);
+        bad.add_to("qaddr4", &Elem::QuarantineAddr(ip("192.0.2.9")), None);
+        bad.add_to("nosuchset", &Elem::QuarantineAddr(ip("192.0.2.10")), None);
         let err = nft_apply(&sock, &bad).await.unwrap_err();
         assert_eq!(err.errno(), Some(libc::ENOENT));
         let text = err.to_string();
@@ -207,14 +207,14 @@ fn kernel_nft_apply_adds_and_deletes_elements() {
         assert!(!list_set("qaddr4").contains_key("192.0.2.9"), "transaction must be all-or-nothing");
         // Wrong key length for the set (IPv6 into an IPv4 set).
         let mut bad = ElemBatch::new("T");
-        bad.add_to("qaddr4", Elem::QuarantineAddr(ip("2001:db8::5")), None);
+        bad.add_to("qaddr4", &Elem::QuarantineAddr(ip("2001:db8::5")), None);
         assert!(nft_apply(&sock, &bad).await.is_err());
 
         // A big batch goes out in several transactions.
         let mut big = ElemBatch::new("T");
         for i in 0..2500u32 {
             let a = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-            big.add_to("qaddr4", Elem::QuarantineAddr(a.into()), Some(Duration::from_secs(120)));
+            big.add_to("qaddr4", &Elem::QuarantineAddr(a.into()), Some(Duration::from_secs(120)));
         }
         nft_apply(&sock, &big).await.unwrap();
         // 192.0.2.7 and 192.0.2.8 from above, plus the 2500.
@@ -657,7 +657,7 @@ fn kernel_nft_notifications_name_their_sender_and_gettable_sees_the_table() {
         // port, and its NEWGEN the committing thread's id (task_pid_nr: the
         // pid only on a process's main thread; this test runs on another).
         let mut b = ElemBatch::new("T");
-        b.add_to("qmac", Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:ff")), Some(Duration::from_secs(60)));
+        b.add_to("qmac", &Elem::QuarantineMac(mac("aa:bb:cc:dd:ee:ff")), Some(Duration::from_secs(60)));
         nft_apply(&req, &b).await.unwrap();
         let tx = next_transaction(&events).await;
         let NftEvent::Change(c) = &tx[0] else { panic!("{tx:?}") };

@@ -54,6 +54,39 @@ impl Elem {
     }
 }
 
+/// How the nf_tables codec writes an element. A concatenation pads each
+/// field to 4 bytes, so a block (MAC . IP) is 8 + 4 = 12 bytes for IPv4 and
+/// 8 + 16 = 24 for IPv6; a lone MAC is 6.
+impl crate::codec::nftables::SetElem for Elem {
+    fn set(&self) -> &str {
+        Elem::set(self)
+    }
+
+    fn key_bytes(&self) -> Vec<u8> {
+        fn ip(v: &mut Vec<u8>, a: &IpAddr) {
+            match a {
+                IpAddr::V4(a) => v.extend_from_slice(&a.octets()),
+                IpAddr::V6(a) => v.extend_from_slice(&a.octets()),
+            }
+        }
+        let mut v = Vec::with_capacity(24);
+        match self {
+            Elem::QuarantineMac(m) => v.extend_from_slice(&m.0),
+            Elem::QuarantineAddr(a) => ip(&mut v, a),
+            Elem::Block(m, a) => {
+                v.extend_from_slice(&m.0);
+                v.extend_from_slice(&[0, 0]);
+                ip(&mut v, a);
+            }
+        }
+        v
+    }
+
+    fn nft_key(&self) -> String {
+        Elem::nft_key(self)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetChange {
     /// `timeout: None` = until removed.
