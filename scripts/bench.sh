@@ -16,6 +16,10 @@ command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" iproute2 >/dev/null
 fi
+# The bench is a release build (panic = abort): a failing figure cannot
+# unwind into the labs' cleanup, so the registry does it on exit.
+# shellcheck source=scripts/lab-registry.sh
+. "$PWD/scripts/lab-registry.sh"
 cargo build --release --locked -p leash -p leash-lab --bins
 cargo build --release --locked -p leash --example list_bench
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

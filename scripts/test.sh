@@ -36,24 +36,8 @@ fi
 command -v cargo >/dev/null || { echo "test.sh: cargo not found: install the Rust toolchain with rustup" >&2; exit 1; }
 
 # ---- clean up what a killed run of ours left behind, on exit ----
-# Each lab deletes its namespaces on drop, also when a test panics. A test
-# process killed outright cannot, so the harness lists every namespace it
-# creates in $LEASH_LAB_REGISTRY and this removes the ones still there:
-# only this run's, never another run's that may be going on in parallel.
-export LEASH_LAB_REGISTRY
-LEASH_LAB_REGISTRY=$(mktemp /tmp/leash-lab-registry.XXXXXX)
-cleanup() {
-    local ns pid id
-    while read -r ns; do
-        [ -n "$ns" ] && [ -e "/run/netns/$ns" ] || continue
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
-        id=${ns#lx}; rm -rf "/tmp/leash-lab-${id%%-*}"
-        echo "test.sh: removed stale namespace $ns" >&2
-    done < "$LEASH_LAB_REGISTRY"
-    rm -f "$LEASH_LAB_REGISTRY"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lab-registry.sh
+. "$ROOT/scripts/lab-registry.sh"
 
 # ---- build ----
 cargo build --workspace --locked
