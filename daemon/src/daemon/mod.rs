@@ -651,13 +651,9 @@ impl Daemon {
     /// Accounts the bytes of running flows (a conntrack dump).
     async fn read_counters(&mut self, now: u64, fx: &mut Vec<Effect>) {
         self.counters_read = now;
-        match self.kernel.dump_counters().await {
-            Ok(all) => {
-                for c in &all {
-                    self.engine.on_counters(c, false, now, fx);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading flow counters failed"),
+        let engine = &mut self.engine;
+        if let Err(e) = self.kernel.dump_counters(|c| engine.on_counters(c, false, now, fx)).await {
+            tracing::warn!(error = %e, "reading flow counters failed");
         }
     }
 

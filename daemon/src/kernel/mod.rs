@@ -142,15 +142,14 @@ impl Kernel {
         Ok(FlowDump(socket::DumpReader::start(libc::NETLINK_NETFILTER, conntrack::dump_request).context("starting a conntrack dump")?))
     }
 
-    /// Every flow in the conntrack table: (original, reply).
-    pub async fn dump_flows(&self) -> anyhow::Result<Vec<(Flow, Option<Flow>)>> {
-        let entries = socket::conntrack_dump(&self.ct_req).await?;
-        Ok(entries.iter().map(|e| (e.orig, e.reply)).collect())
-    }
-
-    /// Byte counters of every flow (with `nf_conntrack_acct` on).
-    pub async fn dump_counters(&self) -> anyhow::Result<Vec<FlowCounters>> {
-        Ok(socket::conntrack_dump(&self.ct_req).await?.iter().filter_map(counters).collect())
+    /// Byte counters of every flow (with `nf_conntrack_acct` on), handed to
+    /// `each` a datagram at a time: the table is never held whole.
+    pub async fn dump_counters(&self, mut each: impl FnMut(&FlowCounters)) -> anyhow::Result<()> {
+        let mut dump = socket::DumpReader::start(libc::NETLINK_NETFILTER, conntrack::dump_request).context("starting a conntrack dump")?;
+        while let Some(entries) = dump.next(|m| conntrack::parse_dump_message(m).ok().flatten()).await? {
+            entries.iter().filter_map(counters).for_each(|c| each(&c));
+        }
+        Ok(())
     }
 
     /// Subscribes to the NFLOG group that carries DNS answers; true when
@@ -197,13 +196,17 @@ impl Kernel {
     }
 
     /// Dumps the table and deletes the entries `cut` selects; returns how many went.
+    ///
+    /// The table is streamed a datagram at a time on a socket of its own, so
+    /// a quarter-million-flow table never sits in memory whole.
     pub async fn cut_flows(&self, cut: impl Fn(&Flow, Option<&Flow>) -> bool) -> anyhow::Result<u64> {
-        let entries = socket::conntrack_dump(&self.ct_req).await?;
+        let mut dump = socket::DumpReader::start(libc::NETLINK_NETFILTER, conntrack::dump_request).context("starting a conntrack dump")?;
         let mut n = 0;
-        for e in entries {
-            let reply = e.reply;
-            if cut(&e.orig, reply.as_ref()) && socket::conntrack_delete(&self.ct_req, &e.orig, e.zone).await? {
-                n += 1;
+        while let Some(entries) = dump.next(|m| conntrack::parse_dump_message(m).ok().flatten()).await? {
+            for e in entries.iter().filter(|e| cut(&e.orig, e.reply.as_ref())) {
+                if socket::conntrack_delete(&self.ct_req, &e.orig, e.zone).await? {
+                    n += 1;
+                }
             }
         }
         Ok(n)
