@@ -100,6 +100,11 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // Options that only some commands take are not silently ignored.
+    if args.duration.is_some() && !matches!(req, Request::Consent { .. }) || args.since.is_some() && !matches!(req, Request::Alerts { .. }) {
+        eprintln!("leash: --for goes with consent, --since with alerts\n{USAGE}");
+        return Ok(ExitCode::from(2));
+    }
     let resp = client::call(&socket, &req)?;
     if !resp.ok {
         eprintln!("leash: {}", resp.error.unwrap_or_else(|| "the daemon refused".into()));
@@ -242,6 +247,9 @@ mod tests {
         assert!(t.contains("50 (2 unsolicited)"), "{t}");
         assert!(t.contains("2026-11-22 21:14:03  warning   QUARANTINE device=aa:bb:cc:dd:ee:ff"), "{t}");
         assert_eq!(human_duration(45), "45s");
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(run(&words(&["status", "--for", "1m", "--socket", "/nonexistent"])).unwrap(), ExitCode::from(2), "--for is consent's");
+        assert!(parse(&words(&["consent", "cam", "x", "--for"])).is_err(), "--for needs a value");
         assert_eq!(human_duration(2 * 86_400 + 3 * 3600), "2d 3h");
     }
 }

@@ -219,10 +219,7 @@ mod tests {
         );
         assert_eq!(request("alerts", br#"{"since":"1h"}"#), Ok(Request::Alerts { since: Some("1h".into()) }));
         assert_eq!(request("alerts", b"{}"), Ok(Request::Alerts { since: None }));
-        assert_eq!(
-            request("status", b""),
-            Ok(Request::Status)
-        );
+        assert_eq!(request("status", b""), Ok(Request::Status));
         assert_eq!(request("revoke", br#"{"device":"cam","selector":"ring.com"}"#), Ok(Request::Revoke { device: "cam".into(), selector: "ring.com".into() }));
         assert_eq!(request("quarantine", br#"{"device":"cam"}"#), Ok(Request::Quarantine { device: "cam".into() }));
         assert_eq!(request("release", br#"{"device":"cam"}"#), Ok(Request::Release { device: "cam".into() }));

@@ -98,6 +98,8 @@ impl Daemon {
                 (Ok(mac), Ok(until)) => {
                     let sel: Selector = selector.parse().expect("checked above");
                     let added = self.engine.consent_until(mac, sel.clone(), until, now, &mut fx);
+                    // What holds now: a consent for ever is not shortened by one for a while.
+                    let until = self.engine.state().consent_expiry.get(&mac).and_then(|m| m.get(&sel)).copied();
                     Response::ok(serde_json::json!({"device": mac, "consent": sel, "until": until, "changed": added}))
                 }
                 (Err(e), _) => Response::err(e),

@@ -36,8 +36,9 @@ impl Engine {
     /// A MAC never seen before: remembered (persisted, so that a restart
     /// does not announce it again) and announced with one `DEVICE
     /// action=new` line, at most `MAX_ANNOUNCED_PER_MINUTE` a minute so
-    /// that a flood of made-up MACs cannot flood the log (the rest are
-    /// counted). The vendor is the daemon's to fill in (a file lookup).
+    /// that a flood of made-up MACs floods neither the log nor the flash
+    /// (the rest are counted, and saved with the next write). The vendor
+    /// is the daemon's to fill in (a file lookup).
     fn first_sight(&mut self, mac: Mac, ip: IpAddr, now: u64, out: &mut Vec<Effect>) {
         if self.state.first_seen.len() >= MAX_FIRST_SEEN {
             if let Some(oldest) = self.state.first_seen.iter().min_by_key(|(_, t)| **t).map(|(m, _)| *m) {
@@ -46,15 +47,17 @@ impl Engine {
             }
         }
         self.state.first_seen.insert(mac, now);
-        out.push(Effect::Persist);
         if now >= self.announced.0.saturating_add(60) {
             self.announced = (now, 0);
         }
         if self.announced.1 >= MAX_ANNOUNCED_PER_MINUTE {
+            // Kept in memory, written with the next save: a flood of MACs
+            // must not rewrite the state file (flash) once per MAC.
             self.counters.devices_new_unannounced += 1;
             return;
         }
         self.announced.1 += 1;
+        out.push(Effect::Persist);
         self.counters.devices_new += 1;
         let learn = self.policy.config.defaults.learn.as_secs();
         let a = Alert::new(Verb::Device)

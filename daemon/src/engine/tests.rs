@@ -650,6 +650,8 @@ fn a_flood_of_new_macs_is_announced_at_a_bounded_rate() {
     }
     let devices = logs(&fx).iter().filter(|l| l.starts_with("DEVICE")).count();
     assert_eq!(devices, MAX_ANNOUNCED_PER_MINUTE as usize);
+    let writes = fx.iter().filter(|f| matches!(f, Effect::Persist)).count();
+    assert_eq!(writes, MAX_ANNOUNCED_PER_MINUTE as usize, "the state file is not rewritten per MAC");
     assert_eq!(e.counters.devices_new_unannounced, MAX_FIRST_SEEN as u64 + 100 - u64::from(MAX_ANNOUNCED_PER_MINUTE));
     assert!(e.state().first_seen.len() <= MAX_FIRST_SEEN, "the persisted table stays bounded");
     assert!(e.counters.first_seen_evicted > 0);
