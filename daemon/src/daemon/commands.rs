@@ -108,7 +108,7 @@ impl Daemon {
             Request::Revoke { device, selector } => match self.engine.resolve(&device) {
                 Ok(mac) => {
                     let sel: Selector = selector.parse().expect("checked above");
-                    let removed = self.engine.revoke(mac, &sel, &mut fx);
+                    let removed = self.engine.revoke(mac, &sel, now, &mut fx);
                     if removed {
                         Response::ok(serde_json::json!({"device": mac, "revoked": sel, "changed": true}))
                     } else {

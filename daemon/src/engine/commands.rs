@@ -77,12 +77,12 @@ impl Engine {
         }
     }
 
-    pub fn revoke(&mut self, mac: Mac, sel: &Selector, out: &mut Vec<Effect>) -> bool {
-        self.withdraw(mac, sel, "revoke", out)
+    pub fn revoke(&mut self, mac: Mac, sel: &Selector, now: u64, out: &mut Vec<Effect>) -> bool {
+        self.withdraw(mac, sel, "revoke", now, out)
     }
 
     /// Removes a run-time consent, logged with `action` (revoke, expire).
-    fn withdraw(&mut self, mac: Mac, sel: &Selector, action: &str, out: &mut Vec<Effect>) -> bool {
+    fn withdraw(&mut self, mac: Mac, sel: &Selector, action: &str, now: u64, out: &mut Vec<Effect>) -> bool {
         let removed = self.state.consents.get_mut(&mac).is_some_and(|s| s.remove(sel));
         self.forget_expiry(mac, sel);
         if removed {
@@ -93,8 +93,38 @@ impl Engine {
             out.push(Effect::Persist);
             let a = self.device_alert(Verb::Consent, mac).field("consent", sel).field("action", action);
             out.push(Effect::Log(a));
+            self.block_what_it_allowed(mac, sel, now, out);
         }
         removed
+    }
+
+    /// After a consent is withdrawn: the device's known destinations that
+    /// it allowed are judged again, and those the policy now blocks are
+    /// blocked at once (their running flows cut), not at the next flow; a
+    /// stream consented for 15 minutes stops when they are up. A verdict of
+    /// quarantine waits for the device's next flow: talking under consent
+    /// earned none.
+    fn block_what_it_allowed(&mut self, mac: Mac, sel: &Selector, now: u64, out: &mut Vec<Effect>) {
+        if self.monitor() || self.is_quarantined(mac) {
+            return;
+        }
+        let rule = Rule::Consent(sel.clone());
+        let allowed: Vec<(IpAddr, Names)> = self
+            .destinations
+            .of(mac)
+            .into_iter()
+            .filter(|r| r.rule == rule)
+            .map(|r| (r.addr, Names { list: r.names, via: r.resolvers, trusted: 0 }))
+            .collect();
+        for (dst, names) in allowed {
+            let mut t = self.target(mac, dst, now);
+            t.names.merge(&names);
+            let j = self.judge(mac, &t);
+            self.remember(mac, &t, &j, false, now);
+            if j.verdict == Verdict::Block && !self.blocks.contains_key(&(mac, dst)) {
+                self.carry_out(mac, &t, None, j, now, out);
+            }
+        }
     }
 
     /// Consents granted for a while whose time is up: withdrawn, and the
@@ -107,7 +137,7 @@ impl Engine {
             .flat_map(|(m, sels)| sels.iter().filter(|(_, t)| **t <= now).map(|(s, _)| (*m, s.clone())))
             .collect();
         for (mac, sel) in due {
-            self.withdraw(mac, &sel, "expire", out);
+            self.withdraw(mac, &sel, "expire", now, out);
             self.rejudge(Some(mac), now, out);
         }
     }

@@ -123,7 +123,7 @@ fn consent_beats_deny_list_and_block_is_per_destination() {
     let x = e.explain(PHONE, "203.0.113.7", 1002).unwrap();
     assert_eq!((x.verdict, x.rule.as_str()), (Verdict::Allow, "consent:203.0.113.7"));
     let mut fx = Vec::new();
-    assert!(e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx));
+    assert!(e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), 1003, &mut fx));
     assert_eq!(e.explain(PHONE, "203.0.113.7", 1002).unwrap().verdict, Verdict::Block);
 }
 
@@ -471,7 +471,7 @@ fn a_flood_of_neighbours_never_evicts_pinned_devices() {
     assert_eq!(e.status(2000).devices_pinned, 4);
     // Let go again, each ages out like any other device.
     e.release(PHONE, &mut fx);
-    e.revoke(tv, &"198.51.100.0/24".parse().unwrap(), &mut fx);
+    e.revoke(tv, &"198.51.100.0/24".parse().unwrap(), 1010, &mut fx);
     e.unpin_device(blocked);
     assert_eq!(e.status(2000).devices_pinned, 1, "the configured camera stays pinned");
     // Unpinned, they are the most recent: a table's worth of new devices pushes them out.
@@ -528,7 +528,7 @@ fn a_device_with_blocks_is_pinned_until_its_last_block_goes() {
     assert!(e.devices.is_pinned(PHONE), "a blocked device is never evicted");
     let mut fx = Vec::new();
     e.consent(PHONE, "203.0.113.7".parse().unwrap(), 1002, &mut fx);
-    e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx);
+    e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), 1003, &mut fx);
     assert!(e.devices.is_pinned(PHONE), "one block left");
     let lists = std::mem::take(&mut e.policy.lists);
     e.reload(Policy::new(config(Mode::Monitor, Verdict::Block, Verdict::Allow), lists), 1003, &mut fx);
@@ -579,6 +579,9 @@ fn a_consent_for_a_while_expires_by_itself_and_the_block_comes_back() {
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].ends_with("consent=203.0.113.7 action=expire"), "{l:?}");
     assert!(fx.contains(&Effect::Persist));
+    // Blocked at once, its running flows cut: not only at the next flow.
+    assert!(sets(&fx).iter().any(|s| matches!(s, SetChange::Add { elem: Elem::Block(PHONE, d), .. } if *d == ip("203.0.113.7"))), "{fx:?}");
+    assert!(fx.iter().any(|f| matches!(f, Effect::Cut(Cut::To { dst, .. }) if *dst == ip("203.0.113.7"))), "{fx:?}");
     assert!(!e.state().consents.contains_key(&PHONE) && e.state().consent_expiry.is_empty());
     assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 2001, &mut Vec::new()), FlowOutcome::Judged(Verdict::Block));
     e.tick(3000, &mut fx);
@@ -611,7 +614,7 @@ fn a_timed_consent_survives_a_restart_and_a_permanent_one_is_never_shortened() {
     assert!(again.state().consents[&PHONE].contains(&other), "no longer timed");
     // A revoke forgets the expiry too.
     assert!(again.consent_until(PHONE, "third.example".parse().unwrap(), Some(9000), 8000, &mut fx));
-    assert!(again.revoke(PHONE, &"third.example".parse().unwrap(), &mut fx));
+    assert!(again.revoke(PHONE, &"third.example".parse().unwrap(), 8000, &mut fx));
     assert!(again.state().consent_expiry.is_empty());
 }
 
