@@ -19,7 +19,7 @@ const USAGE: &str = "usage: leash <command> [options]
 
   daemon [--config PATH]              run the daemon in the foreground
   check [--config PATH]               validate configuration and lists
-  status                              mode, uptime, devices, flows, events lost, rules
+  status                              a short summary: mode, uptime, devices, flows, DNS, rules, last alerts
   devices                             devices seen and configured
   destinations DEVICE                 what a device talked to: names, country, AS, bytes
   explain DEVICE DESTINATION          the verdict and the rule that gives it
