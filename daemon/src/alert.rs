@@ -13,6 +13,8 @@ pub enum Verb {
     /// no verb of its own for a withdrawal.
     Consent,
     Learned,
+    /// A MAC seen for the first time (`action=new`).
+    Device,
     WouldBlock,
     WouldQuarantine,
 }
@@ -26,6 +28,17 @@ pub enum Severity {
     Info = 6,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Err => "err",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+            Severity::Info => "info",
+        }
+    }
+}
+
 impl Verb {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +48,7 @@ impl Verb {
             Verb::Release => "RELEASE",
             Verb::Consent => "CONSENT",
             Verb::Learned => "LEARNED",
+            Verb::Device => "DEVICE",
             Verb::WouldBlock => "WOULD-BLOCK",
             Verb::WouldQuarantine => "WOULD-QUARANTINE",
         }
@@ -79,6 +93,22 @@ impl Alert {
         }
     }
 
+    /// Replaces the value of `key` where it stands (adds it at the end if
+    /// absent): the daemon fills in what the engine cannot know (a vendor).
+    pub fn set(&mut self, key: &'static str, value: impl fmt::Display) {
+        let v = value.to_string();
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(f) => f.1 = v,
+            None if !v.is_empty() => self.fields.push((key, v)),
+            None => {}
+        }
+    }
+
+    /// The `key=value` fields in their order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.fields.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
     }
@@ -116,9 +146,93 @@ fn write_value(f: &mut impl Write, v: &str) -> fmt::Result {
     f.write_char('"')
 }
 
+/// The alert lines sent lately, newest last, for `leash alerts` and the
+/// `status` summary: a bounded ring; what falls out is counted.
+#[derive(Debug)]
+pub struct Recent {
+    lines: std::collections::VecDeque<(u64, Alert)>,
+    cap: usize,
+    pub evicted: u64,
+}
+
+/// Lines `Recent` keeps by default (a few hundred bytes each).
+pub const RECENT_LINES: usize = 512;
+
+impl Recent {
+    pub fn new(cap: usize) -> Recent {
+        Recent { lines: std::collections::VecDeque::with_capacity(cap.min(64)), cap: cap.max(1), evicted: 0 }
+    }
+
+    pub fn push(&mut self, alert: &Alert, now: u64) {
+        if self.lines.len() >= self.cap {
+            self.lines.pop_front();
+            self.evicted += 1;
+        }
+        self.lines.push_back((now, alert.clone()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Lines sent at or after `since` (unix seconds), at most the `last`
+    /// newest, oldest first, as the CLI's `--json` shows them.
+    pub fn report(&self, since: u64, last: usize) -> Vec<RecentLine> {
+        let from: Vec<&(u64, Alert)> = self.lines.iter().filter(|(t, _)| *t >= since).collect();
+        let skip = from.len().saturating_sub(last);
+        from.into_iter()
+            .skip(skip)
+            .map(|(t, a)| RecentLine {
+                time: *t,
+                severity: a.severity().as_str(),
+                verb: a.verb.as_str(),
+                line: a.to_string(),
+                fields: a.fields().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecentLine {
+    pub time: u64,
+    pub severity: &'static str,
+    pub verb: &'static str,
+    pub line: String,
+    /// The `key=value` fields as the daemon built them (unquoted).
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_lines_are_bounded_and_filtered() {
+        let mut r = Recent::new(3);
+        for t in 1..=5u64 {
+            r.push(&Alert::new(Verb::Block).field("n", t).field("name", "a b"), t * 10);
+        }
+        assert_eq!((r.len(), r.evicted), (3, 2));
+        let all = r.report(0, usize::MAX);
+        assert_eq!(all.iter().map(|l| l.time).collect::<Vec<_>>(), vec![30, 40, 50]);
+        assert_eq!(all[2].line, r#"BLOCK n=5 name="a b""#);
+        assert_eq!(all[2].fields["name"], "a b");
+        assert_eq!((all[2].verb, all[2].severity), ("BLOCK", "warning"));
+        assert_eq!(r.report(40, usize::MAX).len(), 2);
+        assert_eq!(r.report(0, 1)[0].time, 50, "the newest");
+    }
+
+    #[test]
+    fn set_replaces_in_place() {
+        let mut a = Alert::new(Verb::Device).field("device", "x").field("vendor", "unknown").field("profile", "iot");
+        a.set("vendor", "Acme Inc.");
+        assert_eq!(a.to_string(), r#"DEVICE device=x vendor="Acme Inc." profile=iot"#);
+    }
 
     #[test]
     fn spec_example_line() {

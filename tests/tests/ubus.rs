@@ -156,13 +156,22 @@ fn every_method_answers_what_the_cli_answers() {
 
     assert_eq!(call(&lab, "reload", json!({})), lab.leash_json(&["reload"]));
 
-    // Listed by SPEC §7, not yet answered by the daemon: a clear error.
+    // Alerts: what the CLI lists, the block of device 1 among them.
     let sock = lab.socket();
-    call_err(&sock, "alerts", r#"{"since":"1h"}"#, 1, "alerts");
-    call_err(&sock, "alerts", "{ }", 1, "alerts");
+    let a = call(&lab, "alerts", json!({"since": "1h"}));
+    assert_eq!(a, json!({"alerts": lab.leash_json(&["alerts", "--since", "1h"])}));
+    assert!(a["alerts"].as_array().is_some_and(|l| l.iter().any(|x| x["verb"] == "BLOCK" && x["fields"]["dst"] == BAD4)), "{a}");
+    assert_eq!(call(&lab, "alerts", json!({}))["alerts"].as_array().map(Vec::len), a["alerts"].as_array().map(Vec::len));
+    call_err(&sock, "alerts", r#"{"since":"soon"}"#, 1, "--since");
+    // Listed by SPEC §7, not yet answered by the daemon: a clear error.
     call_err(&sock, "lists", "{ }", 1, "lists");
-    call_err(&sock, "consent", &json!({"device": m1, "selector": BAD4, "for": "15m"}).to_string(), 1, "not supported yet");
+    // A consent for a while: its expiry in the answer; a bad duration grants nothing.
+    call_err(&sock, "consent", &json!({"device": m1, "selector": BAD4, "for": "a while"}).to_string(), 1, "--for");
     assert_eq!(call(&lab, "explain", json!({"device": m1, "destination": BAD4}))["verdict"], "block", "a refused timed consent grants nothing");
+    let c = call(&lab, "consent", json!({"device": m1, "selector": BAD4, "for": "15m"}));
+    assert!(c["until"].as_u64().is_some() && c["changed"] == true, "{c}");
+    assert_eq!(call(&lab, "explain", json!({"device": m1, "destination": BAD4}))["verdict"], "allow");
+    call(&lab, "revoke", json!({"device": m1, "selector": BAD4}));
 
     // Bad calls: exit 2 and an error naming what is wrong; the daemon is untouched.
     call_err(&sock, "destinations", "{ }", 2, "missing argument \"device\"");

@@ -19,15 +19,16 @@ const USAGE: &str = "usage: leash <command> [options]
 
   daemon [--config PATH]              run the daemon in the foreground
   check [--config PATH]               validate configuration and lists
-  status                              mode, uptime, devices, flows, events lost, rules
+  status                              a short summary: mode, uptime, devices, flows, DNS, rules, last alerts
   devices                             devices seen and configured
   destinations DEVICE                 what a device talked to: names, country, AS, bytes
   explain DEVICE DESTINATION          the verdict and the rule that gives it
-  consent DEVICE SELECTOR             grant consent (persisted)
+  consent DEVICE SELECTOR [--for D]   grant consent (persisted; --for 15m: it expires by itself)
   revoke DEVICE SELECTOR              withdraw a granted consent
   quarantine DEVICE                   cut a device off the internet (persisted)
   release DEVICE                      end a quarantine
   reload                              re-read the configuration (as SIGHUP)
+  alerts [--since D]                  the recent alert lines, newest last
   rpcd list | rpcd call METHOD        the rpcd exec plugin protocol (ubus object leash)
 
 options: --json (machine-readable output), --socket PATH (or LEASH_SOCKET),
@@ -39,16 +40,23 @@ struct Args {
     json: bool,
     socket: Option<PathBuf>,
     config: Option<PathBuf>,
+    /// `consent --for`, `alerts --since`: durations as the configuration writes them.
+    duration: Option<String>,
+    since: Option<String>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut a = Args { words: Vec::new(), json: false, socket: None, config: None };
+    let mut a = Args { words: Vec::new(), json: false, socket: None, config: None, duration: None, since: None };
     let mut it = args.iter();
     while let Some(w) = it.next() {
         match w.as_str() {
             "--json" => a.json = true,
             "--socket" => a.socket = Some(it.next().context("--socket needs a path")?.into()),
             "--config" | "-c" => a.config = Some(it.next().context("--config needs a path")?.into()),
+            "--for" => a.duration = Some(it.next().context("--for needs a duration (e.g. 15m)")?.clone()),
+            "--since" => a.since = Some(it.next().context("--since needs a duration (e.g. 1h)")?.clone()),
+            s if s.starts_with("--for=") => a.duration = Some(s["--for=".len()..].into()),
+            s if s.starts_with("--since=") => a.since = Some(s["--since=".len()..].into()),
             s if s.starts_with("--socket=") => a.socket = Some(s["--socket=".len()..].into()),
             s if s.starts_with("--config=") => a.config = Some(s["--config=".len()..].into()),
             s if s.starts_with("--") && s != "--help" && s != "--version" => bail!("unknown option {s}\n{USAGE}"),
@@ -81,7 +89,8 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
         ["devices"] => Request::Devices,
         ["destinations", d] => Request::Destinations { device: d.to_string() },
         ["explain", d, dst] => Request::Explain { device: d.to_string(), destination: dst.to_string() },
-        ["consent", d, s] => Request::Consent { device: d.to_string(), selector: s.to_string() },
+        ["consent", d, s] => Request::Consent { device: d.to_string(), selector: s.to_string(), duration: args.duration.clone() },
+        ["alerts"] => Request::Alerts { since: args.since.clone() },
         ["revoke", d, s] => Request::Revoke { device: d.to_string(), selector: s.to_string() },
         ["quarantine", d] => Request::Quarantine { device: d.to_string() },
         ["release", d] => Request::Release { device: d.to_string() },
@@ -91,6 +100,11 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // Options that only some commands take are not silently ignored.
+    if args.duration.is_some() && !matches!(req, Request::Consent { .. }) || args.since.is_some() && !matches!(req, Request::Alerts { .. }) {
+        eprintln!("leash: --for goes with consent, --since with alerts\n{USAGE}");
+        return Ok(ExitCode::from(2));
+    }
     let resp = client::call(&socket, &req)?;
     if !resp.ok {
         eprintln!("leash: {}", resp.error.unwrap_or_else(|| "the daemon refused".into()));
@@ -134,7 +148,56 @@ fn render(req: &Request, data: &Value) -> String {
                 ("RULE", "rule", Plain),
             ],
         ),
+        Request::Alerts { .. } => alerts(data),
+        Request::Status => status(data),
         _ => table::key_values(data),
+    }
+}
+
+/// Recent alert lines: when, severity, and the line as syslog got it.
+fn alerts(data: &Value) -> String {
+    list(data, &[("TIME", "time", Col::Time), ("SEVERITY", "severity", Col::Plain), ("LINE", "line", Col::Plain)])
+}
+
+/// `status` for a person: the headline figures and the last alerts
+/// (`--json` has every counter).
+fn status(d: &Value) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let c = &d["counters"];
+    let mut rows: Vec<Vec<String>> = vec![
+        vec!["mode".into(), format!("{} (leash {}, config {})", table::cell(&d["mode"]), table::cell(&d["version"]), table::cell(&d["config"]))],
+        vec!["uptime".into(), human_duration(n(&d["uptime"]))],
+        vec!["devices".into(), format!("{} ({} quarantined, {} learning)", n(&d["devices"]), n(&d["quarantined"]), n(&d["learning"]))],
+        vec!["flows judged".into(), n(&d["flows_judged"]).to_string()],
+        vec!["DNS answers".into(), format!("{} ({} unsolicited)", n(&c["dns_answers"]), n(&c["dns_unsolicited"]))],
+        vec!["events lost".into(), format!("{} ({} resyncs)", n(&d["events_lost"]), n(&d["resyncs"]))],
+        vec!["rules in kernel".into(), format!("{} ({} blocks, {} quarantine elements)", n(&d["rules_in_kernel"]), n(&d["blocks_in_kernel"]), n(&d["quarantine_elements"]))],
+        vec!["table rebuilds".into(), n(&c["table_rebuilds"]).to_string()],
+    ];
+    if n(&d["syslog_dropped"]) > 0 {
+        rows.push(vec!["syslog dropped".into(), n(&d["syslog_dropped"]).to_string()]);
+    }
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&format!("{:<16} {}\n", format!("{}:", r[0]), r[1]));
+    }
+    let recent = &d["recent_alerts"];
+    if recent.as_array().is_some_and(|a| !a.is_empty()) {
+        out.push_str("\nlast alerts:\n");
+        out.push_str(&alerts(recent));
+    } else {
+        out.push_str("\nno alerts yet\n");
+    }
+    out
+}
+
+/// Seconds as a person reads them: `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d {}h", s / 86_400, s / 3600 % 24),
     }
 }
 
@@ -163,6 +226,32 @@ fn list(data: &Value, cols: &[(&str, &str, Col)]) -> String {
         .collect();
     let headers: Vec<&str> = cols.iter().map(|(h, _, _)| *h).collect();
     table::render(&headers, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_at_a_glance() {
+        let d = serde_json::json!({
+            "mode": "enforce", "version": "0.1.0", "config": "/etc/leash/leash.toml", "uptime": 7500,
+            "devices": 4, "quarantined": 1, "learning": 2, "flows_judged": 99, "events_lost": 0, "resyncs": 1,
+            "rules_in_kernel": 3, "blocks_in_kernel": 2, "quarantine_elements": 1,
+            "counters": {"dns_answers": 50, "dns_unsolicited": 2, "table_rebuilds": 0},
+            "recent_alerts": [{"time": 1_795_382_043u64, "severity": "warning", "verb": "QUARANTINE", "line": "QUARANTINE device=aa:bb:cc:dd:ee:ff"}],
+        });
+        let t = status(&d);
+        assert!(t.contains("uptime:          2h 5m"), "{t}");
+        assert!(t.contains("4 (1 quarantined, 2 learning)"), "{t}");
+        assert!(t.contains("50 (2 unsolicited)"), "{t}");
+        assert!(t.contains("2026-11-22 21:14:03  warning   QUARANTINE device=aa:bb:cc:dd:ee:ff"), "{t}");
+        assert_eq!(human_duration(45), "45s");
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(run(&words(&["status", "--for", "1m", "--socket", "/nonexistent"])).unwrap(), ExitCode::from(2), "--for is consent's");
+        assert!(parse(&words(&["consent", "cam", "x", "--for"])).is_err(), "--for needs a value");
+        assert_eq!(human_duration(2 * 86_400 + 3 * 3600), "2d 3h");
+    }
 }
 
 fn daemon(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

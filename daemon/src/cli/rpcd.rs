@@ -96,26 +96,12 @@ pub fn request(method: &str, input: &[u8]) -> Result<Request, CallError> {
         "devices" => Request::Devices,
         "destinations" => Request::Destinations { device: arg("device")? },
         "explain" => Request::Explain { device: arg("device")?, destination: arg("destination")? },
-        "consent" => {
-            let (device, selector) = (arg("device")?, arg("selector")?);
-            // The control protocol has no expiry for consents yet
-            // (`consent --for`, issue 10 item 6): refuse rather than grant
-            // a consent for ever that was asked for a while.
-            if let Some(d) = optional("for")? {
-                return Err(CallError::NotSupported(format!(
-                    "consent: \"for\" ({d}) is not supported yet by this leash; omit it to consent until revoked"
-                )));
-            }
-            Request::Consent { device, selector }
-        }
+        "consent" => Request::Consent { device: arg("device")?, selector: arg("selector")?, duration: optional("for")? },
         "revoke" => Request::Revoke { device: arg("device")?, selector: arg("selector")? },
         "quarantine" => Request::Quarantine { device: arg("device")? },
         "release" => Request::Release { device: arg("device")? },
         "reload" => Request::Reload,
-        "alerts" => {
-            optional("since")?;
-            return Err(CallError::NotSupported("alerts: the daemon keeps no alerts to ask for yet (see logread)".into()));
-        }
+        "alerts" => Request::Alerts { since: optional("since")? },
         "lists" => return Err(CallError::NotSupported("lists: the daemon does not report its lists yet (leash check shows them)".into())),
         _ => return Err(CallError::UnknownMethod(method.to_string())),
     })
@@ -225,8 +211,15 @@ mod tests {
         );
         assert_eq!(
             request("consent", br#"{"device":"cam","selector":"ring.com","for":""}"#),
-            Ok(Request::Consent { device: "cam".into(), selector: "ring.com".into() })
+            Ok(Request::Consent { device: "cam".into(), selector: "ring.com".into(), duration: None })
         );
+        assert_eq!(
+            request("consent", br#"{"device":"cam","selector":"ring.com","for":"15m"}"#),
+            Ok(Request::Consent { device: "cam".into(), selector: "ring.com".into(), duration: Some("15m".into()) })
+        );
+        assert_eq!(request("alerts", br#"{"since":"1h"}"#), Ok(Request::Alerts { since: Some("1h".into()) }));
+        assert_eq!(request("alerts", b"{}"), Ok(Request::Alerts { since: None }));
+        assert_eq!(request("status", b""), Ok(Request::Status));
         assert_eq!(request("revoke", br#"{"device":"cam","selector":"ring.com"}"#), Ok(Request::Revoke { device: "cam".into(), selector: "ring.com".into() }));
         assert_eq!(request("quarantine", br#"{"device":"cam"}"#), Ok(Request::Quarantine { device: "cam".into() }));
         assert_eq!(request("release", br#"{"device":"cam"}"#), Ok(Request::Release { device: "cam".into() }));
@@ -247,9 +240,6 @@ mod tests {
 
     #[test]
     fn what_the_daemon_cannot_do_yet_is_said() {
-        assert!(matches!(request("consent", br#"{"device":"cam","selector":"x","for":"15m"}"#), Err(CallError::NotSupported(m)) if m.contains("not supported yet")));
-        assert!(matches!(request("alerts", br#"{"since":"1h"}"#), Err(CallError::NotSupported(_))));
-        assert!(matches!(request("alerts", b"{}"), Err(CallError::NotSupported(_))));
         assert!(matches!(request("lists", b""), Err(CallError::NotSupported(_))));
     }
 

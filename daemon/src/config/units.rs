@@ -60,6 +60,22 @@ pub fn duration_secs(n: u64) -> Option<Duration> {
     (n <= MAX_DURATION_SECS).then(|| Duration::from_secs(n))
 }
 
+/// Seconds as `parse_duration` reads them back: `15m`, `1h30m`, `2d`, `0s`.
+pub fn format_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (c, n) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        if rest >= n {
+            out.push_str(&format!("{}{c}", rest / n));
+            rest %= n;
+        }
+    }
+    out
+}
+
 /// Parses a byte count: `1024`, `500kB`, `50MB`, `1.5GB` (decimal, 1000^n)
 /// or `64KiB`, `1.5MiB` (binary, 1024^n). `B` and `KB` are accepted too.
 /// A fraction must come out as whole bytes.
@@ -112,6 +128,14 @@ mod tests {
 
     fn d(s: &str) -> u64 {
         parse_duration(s).unwrap().as_secs()
+    }
+
+    #[test]
+    fn durations_format_as_they_parse() {
+        for (secs, text) in [(0, "0s"), (2, "2s"), (900, "15m"), (5400, "1h30m"), (86_400 + 61, "1d1m1s")] {
+            assert_eq!(format_duration(secs), text);
+            assert_eq!(d(text), secs);
+        }
     }
 
     #[test]

@@ -12,11 +12,22 @@ pub enum Request {
     Devices,
     Destinations { device: String },
     Explain { device: String, destination: String },
-    Consent { device: String, selector: String },
+    Consent {
+        device: String,
+        selector: String,
+        /// `--for 15m`: the consent expires by itself.
+        #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+        duration: Option<String>,
+    },
     Revoke { device: String, selector: String },
     Quarantine { device: String },
     Release { device: String },
     Reload,
+    /// The recent alert lines, those within `since` (a duration) if given.
+    Alerts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,11 +68,14 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let r = Request::Consent { device: "cam".into(), selector: "ring.com".into() };
+        let r = Request::Consent { device: "cam".into(), selector: "ring.com".into(), duration: None };
         let line = serde_json::to_vec(&r).unwrap();
         assert_eq!(String::from_utf8(line.clone()).unwrap(), r#"{"cmd":"consent","device":"cam","selector":"ring.com"}"#);
         assert_eq!(decode_request(&line).unwrap(), r);
         assert_eq!(decode_request(br#"{"cmd":"status"}"#).unwrap(), Request::Status);
+        let timed = Request::Consent { device: "cam".into(), selector: "x".into(), duration: Some("15m".into()) };
+        assert_eq!(decode_request(br#"{"cmd":"consent","device":"cam","selector":"x","for":"15m"}"#).unwrap(), timed);
+        assert_eq!(decode_request(br#"{"cmd":"alerts"}"#).unwrap(), Request::Alerts { since: None });
     }
 
     #[test]

@@ -61,6 +61,9 @@ impl Daemon {
                     o.insert("state_writes".into(), self.store.writes.into());
                     o.insert("journal_appends".into(), self.journal.appends.into());
                     o.insert("journal_compactions".into(), self.journal.compactions.into());
+                    o.insert("alerts_kept".into(), self.recent.len().into());
+                    o.insert("alerts_kept_evicted".into(), self.recent.evicted.into());
+                    o.insert("recent_alerts".into(), serde_json::to_value(self.recent.report(0, 5)).unwrap_or_default());
                     o.insert("enforce_latency".into(), serde_json::to_value(&self.timing).unwrap_or_default());
                 }
                 Response::ok(s)
@@ -87,22 +90,25 @@ impl Daemon {
                     Err(e) => Response::err(e),
                 }
             }
-            Request::Consent { device, selector } | Request::Revoke { device, selector } if selector.parse::<Selector>().is_err() => {
+            Request::Consent { device, selector, .. } | Request::Revoke { device, selector } if selector.parse::<Selector>().is_err() => {
                 let _ = device;
                 Response::err(CommandError::BadSelector(selector.parse::<Selector>().err().map(|e| e.to_string()).unwrap_or_default()))
             }
-            Request::Consent { device, selector } => match self.engine.resolve(&device) {
-                Ok(mac) => {
+            Request::Consent { device, selector, duration } => match (self.engine.resolve(&device), consent_until(duration.as_deref(), now)) {
+                (Ok(mac), Ok(until)) => {
                     let sel: Selector = selector.parse().expect("checked above");
-                    let added = self.engine.consent(mac, sel.clone(), now, &mut fx);
-                    Response::ok(serde_json::json!({"device": mac, "consent": sel, "changed": added}))
+                    let added = self.engine.consent_until(mac, sel.clone(), until, now, &mut fx);
+                    // What holds now: a consent for ever is not shortened by one for a while.
+                    let until = self.engine.state().consent_expiry.get(&mac).and_then(|m| m.get(&sel)).copied();
+                    Response::ok(serde_json::json!({"device": mac, "consent": sel, "until": until, "changed": added}))
                 }
-                Err(e) => Response::err(e),
+                (Err(e), _) => Response::err(e),
+                (_, Err(e)) => Response::err(e),
             },
             Request::Revoke { device, selector } => match self.engine.resolve(&device) {
                 Ok(mac) => {
                     let sel: Selector = selector.parse().expect("checked above");
-                    let removed = self.engine.revoke(mac, &sel, &mut fx);
+                    let removed = self.engine.revoke(mac, &sel, now, &mut fx);
                     if removed {
                         Response::ok(serde_json::json!({"device": mac, "revoked": sel, "changed": true}))
                     } else {
@@ -125,6 +131,10 @@ impl Daemon {
                 }
                 Err(e) => Response::err(e),
             },
+            Request::Alerts { since } => match since.as_deref().map(crate::config::units::parse_duration).transpose() {
+                Ok(d) => Response::ok(self.recent.report(d.map_or(0, |d| now.saturating_sub(d.as_secs())), usize::MAX)),
+                Err(e) => Response::err(format!("--since: {e}")),
+            },
             Request::Reload => match self.reload().await {
                 Ok(()) => Response::ok(serde_json::json!({"reloaded": true, "config": self.config_path})),
                 Err(e) => Response::err(e),
@@ -133,4 +143,14 @@ impl Daemon {
         self.execute(fx).await;
         resp
     }
+}
+
+/// `--for DURATION` as the unix second the consent expires (None: never).
+fn consent_until(duration: Option<&str>, now: u64) -> Result<Option<u64>, String> {
+    let Some(d) = duration else { return Ok(None) };
+    let secs = crate::config::units::parse_duration(d).map_err(|e| format!("--for: {e}"))?.as_secs();
+    if secs == 0 {
+        return Err("--for: a consent for 0s would expire at once; omit --for to consent until revoked".into());
+    }
+    Ok(Some(now.saturating_add(secs)))
 }

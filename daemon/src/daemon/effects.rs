@@ -82,6 +82,7 @@ impl Daemon {
         }
         for a in logs {
             let a = if !enforced && claims_enforcement(a.verb) { a.field("enforced", "no") } else { a };
+            self.recent.push(&a, now());
             self.syslog.send(a.severity(), &a.to_string());
         }
     }

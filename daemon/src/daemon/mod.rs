@@ -114,6 +114,8 @@ struct Daemon {
     counters_read: u64,
     /// Whether someone else damaged the table, and when to rebuild it.
     watch: Watch,
+    /// The alert lines sent lately (`leash alerts`).
+    recent: crate::alert::Recent,
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -184,10 +186,11 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // The nf_tables notification socket is open already (Kernel::open), so
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES) };
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
     d.rebuild_table().await.context("installing the nftables table")?;
+    d.name_vendors(&mut start_fx);
     d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
@@ -559,13 +562,29 @@ impl Daemon {
         }
     }
 
+    /// The engine announces new devices without their vendor (a file
+    /// lookup): filled in here.
+    fn name_vendors(&mut self, fx: &mut [Effect]) {
+        for e in fx {
+            if let Effect::Log(a) = e {
+                if a.verb == crate::alert::Verb::Device {
+                    if let Some(v) = a.get("device").and_then(|m| m.parse().ok()).and_then(|m| self.vendors.of(m)) {
+                        a.set("vendor", v);
+                    }
+                }
+            }
+        }
+    }
+
     /// A route event, and then what waited for a neighbour it identified.
     fn apply_route(&mut self, ev: RouteEvent, fx: &mut Vec<Effect>) {
         let learned = match &ev {
             RouteEvent::Neigh(n) if n.mac.is_some() && !n.deleted => Some(n.ip),
             _ => None,
         };
+        let first = fx.len();
         apply_route(&mut self.engine, ev, fx);
+        self.name_vendors(&mut fx[first..]);
         let Some(ip) = learned else { return };
         if self.engine.devices.mac_of(ip).is_none() {
             return;

@@ -33,29 +33,113 @@ impl Engine {
     }
 
     pub fn consent(&mut self, mac: Mac, sel: Selector, now: u64, out: &mut Vec<Effect>) -> bool {
-        let added = self.state.consents.entry(mac).or_default().insert(sel.clone());
-        if added {
-            self.refresh_pin(mac);
-            out.push(Effect::Persist);
-            let a = self.device_alert(Verb::Consent, mac).field("consent", &sel).field("action", "grant");
-            out.push(Effect::Log(a));
-            self.rejudge(Some(mac), now, out);
-        }
-        added
+        self.consent_until(mac, sel, None, now, out)
     }
 
-    pub fn revoke(&mut self, mac: Mac, sel: &Selector, out: &mut Vec<Effect>) -> bool {
+    /// Grants consent until revoked (`until` None) or until unix second
+    /// `until` (`consent --for`, expired by `tick`). A consent for ever is
+    /// not shortened by a later one for a while; a consent for a while
+    /// becomes one for ever, or gets its new expiry.
+    pub fn consent_until(&mut self, mac: Mac, sel: Selector, until: Option<u64>, now: u64, out: &mut Vec<Effect>) -> bool {
+        let had = self.state.consents.get(&mac).is_some_and(|s| s.contains(&sel));
+        let expiry = self.state.consent_expiry.get(&mac).and_then(|m| m.get(&sel)).copied();
+        let changed = match until {
+            None => !had || expiry.is_some(),
+            Some(t) => !had || expiry.is_some_and(|e| e != t),
+        };
+        if !changed {
+            return false;
+        }
+        self.state.consents.entry(mac).or_default().insert(sel.clone());
+        match until {
+            Some(t) => {
+                self.state.consent_expiry.entry(mac).or_default().insert(sel.clone(), t);
+            }
+            None => self.forget_expiry(mac, &sel),
+        }
+        self.refresh_pin(mac);
+        out.push(Effect::Persist);
+        let mut a = self.device_alert(Verb::Consent, mac).field("consent", &sel).field("action", "grant");
+        if let Some(t) = until {
+            a = a.field("for", crate::config::units::format_duration(t.saturating_sub(now)));
+        }
+        out.push(Effect::Log(a));
+        self.rejudge(Some(mac), now, out);
+        true
+    }
+
+    fn forget_expiry(&mut self, mac: Mac, sel: &Selector) {
+        if let Some(m) = self.state.consent_expiry.get_mut(&mac) {
+            m.remove(sel);
+            if m.is_empty() {
+                self.state.consent_expiry.remove(&mac);
+            }
+        }
+    }
+
+    pub fn revoke(&mut self, mac: Mac, sel: &Selector, now: u64, out: &mut Vec<Effect>) -> bool {
+        self.withdraw(mac, sel, "revoke", now, out)
+    }
+
+    /// Removes a run-time consent, logged with `action` (revoke, expire).
+    fn withdraw(&mut self, mac: Mac, sel: &Selector, action: &str, now: u64, out: &mut Vec<Effect>) -> bool {
         let removed = self.state.consents.get_mut(&mac).is_some_and(|s| s.remove(sel));
+        self.forget_expiry(mac, sel);
         if removed {
             if self.state.consents.get(&mac).is_some_and(|s| s.is_empty()) {
                 self.state.consents.remove(&mac);
             }
             self.refresh_pin(mac);
             out.push(Effect::Persist);
-            let a = self.device_alert(Verb::Consent, mac).field("consent", sel).field("action", "revoke");
+            let a = self.device_alert(Verb::Consent, mac).field("consent", sel).field("action", action);
             out.push(Effect::Log(a));
+            self.block_what_it_allowed(mac, sel, now, out);
         }
         removed
+    }
+
+    /// After a consent is withdrawn: the device's known destinations that
+    /// it allowed are judged again, and those the policy now blocks are
+    /// blocked at once (their running flows cut), not at the next flow; a
+    /// stream consented for 15 minutes stops when they are up. A verdict of
+    /// quarantine waits for the device's next flow: talking under consent
+    /// earned none.
+    fn block_what_it_allowed(&mut self, mac: Mac, sel: &Selector, now: u64, out: &mut Vec<Effect>) {
+        if self.monitor() || self.is_quarantined(mac) {
+            return;
+        }
+        let rule = Rule::Consent(sel.clone());
+        let allowed: Vec<(IpAddr, Names)> = self
+            .destinations
+            .of(mac)
+            .into_iter()
+            .filter(|r| r.rule == rule)
+            .map(|r| (r.addr, Names { list: r.names, via: r.resolvers, trusted: 0 }))
+            .collect();
+        for (dst, names) in allowed {
+            let mut t = self.target(mac, dst, now);
+            t.names.merge(&names);
+            let j = self.judge(mac, &t);
+            self.remember(mac, &t, &j, false, now);
+            if j.verdict == Verdict::Block && !self.blocks.contains_key(&(mac, dst)) {
+                self.carry_out(mac, &t, None, j, now, out);
+            }
+        }
+    }
+
+    /// Consents granted for a while whose time is up: withdrawn, and the
+    /// device's decisions judged again (housekeeping tick).
+    pub(super) fn expire_consents(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let due: Vec<(Mac, Selector)> = self
+            .state
+            .consent_expiry
+            .iter()
+            .flat_map(|(m, sels)| sels.iter().filter(|(_, t)| **t <= now).map(|(s, _)| (*m, s.clone())))
+            .collect();
+        for (mac, sel) in due {
+            self.withdraw(mac, &sel, "expire", now, out);
+            self.rejudge(Some(mac), now, out);
+        }
     }
 
     /// Quarantine by hand. Returns false when it was quarantined already.

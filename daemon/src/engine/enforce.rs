@@ -204,6 +204,7 @@ impl Engine {
                 self.renew_block(mac, ip, now, out);
             }
         }
+        self.expire_consents(now, out);
         self.names.expire(now);
         self.prune_suppress(now);
     }

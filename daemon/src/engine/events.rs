@@ -21,14 +21,8 @@ impl Engine {
         }
         let pin = self.wants_pin(mac);
         self.devices.observe(mac, ip, now, pin);
-        if self.policy.config.defaults.learn.as_secs() > 0 && !self.state.first_seen.contains_key(&mac) {
-            if self.state.first_seen.len() >= MAX_FIRST_SEEN {
-                if let Some(oldest) = self.state.first_seen.iter().min_by_key(|(_, t)| **t).map(|(m, _)| *m) {
-                    self.state.first_seen.remove(&oldest);
-                }
-            }
-            self.state.first_seen.insert(mac, now);
-            out.push(Effect::Persist);
+        if !self.state.first_seen.contains_key(&mac) {
+            self.first_sight(mac, ip, now, out);
         }
         // A quarantined device that shows up with a new address: drop inbound to it too.
         if let Some(q) = self.state.quarantines.get_mut(&mac) {
@@ -37,6 +31,44 @@ impl Engine {
                 out.push(Effect::Persist);
             }
         }
+    }
+
+    /// A MAC never seen before: remembered (persisted, so that a restart
+    /// does not announce it again) and announced with one `DEVICE
+    /// action=new` line, at most `MAX_ANNOUNCED_PER_MINUTE` a minute so
+    /// that a flood of made-up MACs floods neither the log nor the flash
+    /// (the rest are counted, and saved with the next write). The vendor
+    /// is the daemon's to fill in (a file lookup).
+    fn first_sight(&mut self, mac: Mac, ip: IpAddr, now: u64, out: &mut Vec<Effect>) {
+        if self.state.first_seen.len() >= MAX_FIRST_SEEN {
+            if let Some(oldest) = self.state.first_seen.iter().min_by_key(|(_, t)| **t).map(|(m, _)| *m) {
+                self.state.first_seen.remove(&oldest);
+                self.counters.first_seen_evicted += 1;
+            }
+        }
+        self.state.first_seen.insert(mac, now);
+        if now >= self.announced.0.saturating_add(60) {
+            self.announced = (now, 0);
+        }
+        if self.announced.1 >= MAX_ANNOUNCED_PER_MINUTE {
+            // Kept in memory, written with the next save: a flood of MACs
+            // must not rewrite the state file (flash) once per MAC.
+            self.counters.devices_new_unannounced += 1;
+            return;
+        }
+        self.announced.1 += 1;
+        out.push(Effect::Persist);
+        self.counters.devices_new += 1;
+        let learn = self.policy.config.defaults.learn.as_secs();
+        let a = Alert::new(Verb::Device)
+            .field("action", "new")
+            .field("device", mac)
+            .opt("name", self.device_name(mac))
+            .field("ip", ip)
+            .field("vendor", "unknown")
+            .field("profile", &self.policy.profile_of(mac).name)
+            .field("learn", if learn > 0 { crate::config::units::format_duration(learn) } else { "off".into() });
+        out.push(Effect::Log(a));
     }
 
     pub fn set_leases(&mut self, leases: &[Lease], now: u64) {

@@ -71,6 +71,8 @@ pub const MAX_NAME_ENTRIES: usize = 32_768;
 pub const MAX_NAME_BYTES: usize = 2 << 20;
 /// Consents a device may gather by learning.
 pub const MAX_LEARNED_PER_DEVICE: usize = 512;
+/// `DEVICE action=new` lines a minute at most; more new MACs are counted.
+pub const MAX_ANNOUNCED_PER_MINUTE: u32 = 10;
 /// Flows whose byte counters are remembered between readings.
 pub const MAX_COUNTED: usize = 65_536;
 
@@ -153,6 +155,12 @@ pub struct Counters {
     /// for room, or waited in vain until their deadline.
     pub pending_evicted: u64,
     pub pending_expired: u64,
+    /// MACs seen for the first time and announced (`DEVICE action=new`),
+    /// and those past the rate left unannounced.
+    pub devices_new: u64,
+    pub devices_new_unannounced: u64,
+    /// Devices forgotten from the persisted first-seen table (full).
+    pub first_seen_evicted: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +203,8 @@ pub struct Engine {
     block_holds: HashMap<Mac, u32>,
     pub counters: Counters,
     pub started: u64,
+    /// Start of the current minute of announcements, and lines in it.
+    announced: (u64, u32),
 }
 
 /// A destination as it is judged: its address and all that is known of it.
@@ -232,6 +242,7 @@ impl Engine {
             block_holds: HashMap::new(),
             counters: Counters::default(),
             started: now,
+            announced: (0, 0),
         }
     }
 

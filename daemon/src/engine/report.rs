@@ -88,6 +88,8 @@ impl Engine {
             devices_refused: self.devices.refused,
             device_pins_refused: self.devices.pins_refused,
             quarantined: self.state.quarantines.len(),
+            learning: self.devices.iter().filter(|d| !self.is_quarantined(d.mac) && self.learning(d.mac, now)).count(),
+            consents_timed: self.state.consent_expiry.values().map(|m| m.len()).sum(),
             blocks_in_kernel: self.blocks.len(),
             quarantine_elements,
             destinations: self.destinations.len(),
@@ -154,6 +156,10 @@ pub struct Status {
     /// Pins not granted: pinned devices had taken their share of the table.
     pub device_pins_refused: u64,
     pub quarantined: usize,
+    /// Devices within their learning window (`defaults.learn`).
+    pub learning: usize,
+    /// Consents granted for a while (`consent --for`), not yet expired.
+    pub consents_timed: usize,
     pub blocks_in_kernel: usize,
     pub quarantine_elements: usize,
     pub destinations: usize,

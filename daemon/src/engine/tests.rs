@@ -63,7 +63,9 @@ fn engine(mode: Mode, denied: Verdict, unlisted: Verdict) -> Engine {
     e.on_neighbour(3, ip("192.168.7.11"), Some(CAM), false, 1000, &mut fx);
     e.on_neighbour(3, ip("fd00:7::11"), Some(CAM), false, 1000, &mut fx);
     e.on_neighbour(3, ip("192.168.7.12"), Some(PHONE), false, 1000, &mut fx);
-    assert!(fx.is_empty());
+    // Both devices are new: announced once each, and remembered.
+    assert_eq!(logs(&fx).iter().filter(|l| l.starts_with("DEVICE action=new")).count(), 2, "{:?}", logs(&fx));
+    assert!(fx.iter().all(|f| matches!(f, Effect::Persist | Effect::Log(_))));
     e
 }
 
@@ -121,7 +123,7 @@ fn consent_beats_deny_list_and_block_is_per_destination() {
     let x = e.explain(PHONE, "203.0.113.7", 1002).unwrap();
     assert_eq!((x.verdict, x.rule.as_str()), (Verdict::Allow, "consent:203.0.113.7"));
     let mut fx = Vec::new();
-    assert!(e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx));
+    assert!(e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), 1003, &mut fx));
     assert_eq!(e.explain(PHONE, "203.0.113.7", 1002).unwrap().verdict, Verdict::Block);
 }
 
@@ -304,6 +306,7 @@ fn country_and_asn_come_from_the_databases() {
     e.net.addr(3, ip("192.168.7.1"), 24);
     let mut fx = Vec::new();
     e.on_neighbour(3, ip("192.168.7.12"), Some(PHONE), false, 1000, &mut fx);
+    fx.clear();
     assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
     let l = logs(&fx);
     assert!(l[0].contains(" dst=203.0.113.7 country=CN asn=4808 proto=tcp dport=443 rule=list:cn "), "{l:?}");
@@ -468,7 +471,7 @@ fn a_flood_of_neighbours_never_evicts_pinned_devices() {
     assert_eq!(e.status(2000).devices_pinned, 4);
     // Let go again, each ages out like any other device.
     e.release(PHONE, &mut fx);
-    e.revoke(tv, &"198.51.100.0/24".parse().unwrap(), &mut fx);
+    e.revoke(tv, &"198.51.100.0/24".parse().unwrap(), 1010, &mut fx);
     e.unpin_device(blocked);
     assert_eq!(e.status(2000).devices_pinned, 1, "the configured camera stays pinned");
     // Unpinned, they are the most recent: a table's worth of new devices pushes them out.
@@ -525,7 +528,7 @@ fn a_device_with_blocks_is_pinned_until_its_last_block_goes() {
     assert!(e.devices.is_pinned(PHONE), "a blocked device is never evicted");
     let mut fx = Vec::new();
     e.consent(PHONE, "203.0.113.7".parse().unwrap(), 1002, &mut fx);
-    e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), &mut fx);
+    e.revoke(PHONE, &"203.0.113.7".parse().unwrap(), 1003, &mut fx);
     assert!(e.devices.is_pinned(PHONE), "one block left");
     let lists = std::mem::take(&mut e.policy.lists);
     e.reload(Policy::new(config(Mode::Monitor, Verdict::Block, Verdict::Allow), lists), 1003, &mut fx);
@@ -546,4 +549,117 @@ fn at_the_cap_the_least_recently_given_block_is_forgotten_in_o1() {
     let first = IpAddr::from(0xc612_0000u32.to_be_bytes());
     assert!(fx.contains(&Effect::Journal(Line::Remove { mac: PHONE, addr: first })), "the journal forgets it too");
     assert!(e.devices.is_pinned(PHONE));
+}
+
+#[test]
+fn a_consent_for_a_while_expires_by_itself_and_the_block_comes_back() {
+    let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    let sel: Selector = "203.0.113.7".parse().unwrap();
+    let mut fx = Vec::new();
+    assert!(e.consent_until(PHONE, sel.clone(), Some(1002 + 900), 1002, &mut fx));
+    let l = logs(&fx);
+    assert!(l[0].starts_with("CONSENT device=02:00:00:00:07:02") && l[0].ends_with("consent=203.0.113.7 action=grant for=15m"), "{l:?}");
+    assert!(sets(&fx).contains(&SetChange::Delete(Elem::Block(PHONE, ip("203.0.113.7")))), "the block is lifted");
+    assert!(fx.contains(&Effect::Persist));
+    assert_eq!(e.state().consent_expiry[&PHONE][&sel], 1902);
+    // The same grant again changes nothing; a longer one moves the expiry.
+    assert!(!e.consent_until(PHONE, sel.clone(), Some(1902), 1002, &mut Vec::new()));
+    assert!(e.consent_until(PHONE, sel.clone(), Some(2000), 1100, &mut Vec::new()));
+    // Not yet.
+    let mut fx = Vec::new();
+    e.tick(1999, &mut fx);
+    assert!(logs(&fx).is_empty());
+    assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 1999, &mut Vec::new()), FlowOutcome::Judged(Verdict::Allow));
+    // Time is up: withdrawn, logged, persisted, and the destination is denied again.
+    let mut fx = Vec::new();
+    e.tick(2000, &mut fx);
+    let l = logs(&fx);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].ends_with("consent=203.0.113.7 action=expire"), "{l:?}");
+    assert!(fx.contains(&Effect::Persist));
+    // Blocked at once, its running flows cut: not only at the next flow.
+    assert!(sets(&fx).iter().any(|s| matches!(s, SetChange::Add { elem: Elem::Block(PHONE, d), .. } if *d == ip("203.0.113.7"))), "{fx:?}");
+    assert!(fx.iter().any(|f| matches!(f, Effect::Cut(Cut::To { dst, .. }) if *dst == ip("203.0.113.7"))), "{fx:?}");
+    assert!(!e.state().consents.contains_key(&PHONE) && e.state().consent_expiry.is_empty());
+    assert_eq!(e.on_flow(&flow("192.168.7.12", "203.0.113.7"), 2001, &mut Vec::new()), FlowOutcome::Judged(Verdict::Block));
+    e.tick(3000, &mut fx);
+    assert_eq!(logs(&fx).len(), 1, "expired once");
+}
+
+#[test]
+fn a_timed_consent_survives_a_restart_and_a_permanent_one_is_never_shortened() {
+    let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+    let sel: Selector = "tracking.example.com".parse().unwrap();
+    assert!(e.consent_until(PHONE, sel.clone(), Some(5000), 1000, &mut Vec::new()));
+    let saved = State::decode(std::path::Path::new("x"), &e.state().encode()).unwrap();
+    assert_eq!(saved.consent_expiry[&PHONE][&sel], 5000);
+    // The restarted engine expires it on time.
+    let mut again = Engine::new(e.policy, saved, 1500);
+    let mut fx = Vec::new();
+    again.tick(4999, &mut fx);
+    assert!(again.state().consents[&PHONE].contains(&sel) && logs(&fx).is_empty());
+    again.tick(5000, &mut fx);
+    assert!(logs(&fx)[0].ends_with("action=expire"), "{:?}", logs(&fx));
+    // For ever stays for ever; for ever after a while drops the expiry.
+    let mut fx = Vec::new();
+    assert!(again.consent(PHONE, sel.clone(), 6000, &mut fx));
+    assert!(!again.consent_until(PHONE, sel.clone(), Some(7000), 6000, &mut fx));
+    assert!(again.state().consent_expiry.is_empty());
+    let other: Selector = "other.example.com".parse().unwrap();
+    assert!(again.consent_until(PHONE, other.clone(), Some(7000), 6000, &mut fx));
+    assert!(again.consent(PHONE, other.clone(), 6001, &mut fx));
+    again.tick(8000, &mut fx);
+    assert!(again.state().consents[&PHONE].contains(&other), "no longer timed");
+    // A revoke forgets the expiry too.
+    assert!(again.consent_until(PHONE, "third.example".parse().unwrap(), Some(9000), 8000, &mut fx));
+    assert!(again.revoke(PHONE, &"third.example".parse().unwrap(), 8000, &mut fx));
+    assert!(again.state().consent_expiry.is_empty());
+}
+
+#[test]
+fn a_new_device_is_announced_once_even_across_restarts() {
+    let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+    e.policy.config.defaults.learn = Duration::from_secs(86_400);
+    let dev = Mac([0x28, 0x6f, 0xb9, 0, 7, 9]);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.19"), Some(dev), false, 2000, &mut fx);
+    assert_eq!(logs(&fx), vec!["DEVICE action=new device=28:6f:b9:00:07:09 ip=192.168.7.19 vendor=unknown profile=iot learn=1d".to_string()]);
+    assert!(fx.contains(&Effect::Persist));
+    // Another address of it, or the same again: nothing.
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("fd00:7::19"), Some(dev), false, 2001, &mut fx);
+    e.on_neighbour(3, ip("192.168.7.19"), Some(dev), false, 2002, &mut fx);
+    assert!(fx.is_empty(), "{fx:?}");
+    // After a restart (the state file read back), still nothing.
+    let saved = State::decode(std::path::Path::new("x"), &e.state().encode()).unwrap();
+    let mut again = Engine::new(e.policy, saved, 3000);
+    again.net.link(3, "br-lan");
+    again.net.addr(3, ip("192.168.7.1"), 24);
+    let mut fx = Vec::new();
+    again.on_neighbour(3, ip("192.168.7.19"), Some(dev), false, 3000, &mut fx);
+    assert!(logs(&fx).is_empty(), "{:?}", logs(&fx));
+    assert_eq!(again.counters.devices_new, 0);
+}
+
+#[test]
+fn a_flood_of_new_macs_is_announced_at_a_bounded_rate() {
+    let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
+    let mut fx = Vec::new();
+    for i in 0..(MAX_FIRST_SEEN as u32 + 100) {
+        let b = i.to_be_bytes();
+        e.on_neighbour(3, ip("192.168.7.50"), Some(Mac([2, 1, b[0], b[1], b[2], b[3]])), false, 5000, &mut fx);
+    }
+    let devices = logs(&fx).iter().filter(|l| l.starts_with("DEVICE")).count();
+    assert_eq!(devices, MAX_ANNOUNCED_PER_MINUTE as usize);
+    let writes = fx.iter().filter(|f| matches!(f, Effect::Persist)).count();
+    assert_eq!(writes, MAX_ANNOUNCED_PER_MINUTE as usize, "the state file is not rewritten per MAC");
+    assert_eq!(e.counters.devices_new_unannounced, MAX_FIRST_SEEN as u64 + 100 - u64::from(MAX_ANNOUNCED_PER_MINUTE));
+    assert!(e.state().first_seen.len() <= MAX_FIRST_SEEN, "the persisted table stays bounded");
+    assert!(e.counters.first_seen_evicted > 0);
+    // A minute later the next new one is announced again.
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.51"), Some(Mac([2, 9, 9, 9, 9, 9])), false, 5060, &mut fx);
+    assert_eq!(logs(&fx).len(), 1);
 }

@@ -25,9 +25,14 @@ pub struct State {
     pub consents: BTreeMap<Mac, BTreeSet<Selector>>,
     #[serde(default)]
     pub quarantines: BTreeMap<Mac, Quarantine>,
-    /// Unix seconds a device was first seen; drives `defaults.learn`.
+    /// Unix seconds a device was first seen: drives `defaults.learn`, and
+    /// says which MACs were announced (`DEVICE action=new`) already.
     #[serde(default)]
     pub first_seen: BTreeMap<Mac, u64>,
+    /// Consents granted for a while (`consent --for`): unix seconds each
+    /// one in `consents` expires. Absent from files of older versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consent_expiry: BTreeMap<Mac, BTreeMap<Selector, u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +60,8 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Devices remembered for learning; beyond this the oldest are dropped.
+/// Devices remembered (for learning and for announcing new ones); beyond
+/// this the oldest are dropped, and such a device would be announced again.
 pub const MAX_FIRST_SEEN: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +184,18 @@ mod tests {
             Quarantine { since: 5, rule: "list:telemetry".into(), addrs: ["192.168.1.23".parse().unwrap()].into(), dst: Some("203.0.113.7".parse().unwrap()), names: vec!["t.example.cn".into()], names_trusted: 1 },
         );
         s.first_seen.insert(mac, 4);
+        s.consent_expiry.entry(mac).or_default().insert("ring.com".parse().unwrap(), 900);
         s
+    }
+
+    #[test]
+    fn files_of_older_versions_still_load() {
+        let old = br#"{"version":1,"consents":{"aa:bb:cc:dd:ee:ff":["ring.com"]},"quarantines":{},"first_seen":{}}"#;
+        let s = State::decode(Path::new("x"), old).unwrap();
+        assert!(s.consent_expiry.is_empty());
+        assert_eq!(s.consents.len(), 1);
+        // Without timed consents the file stays as older versions wrote it.
+        assert!(!String::from_utf8(s.encode()).unwrap().contains("consent_expiry"));
     }
 
     #[test]
