@@ -467,7 +467,7 @@ mod tests {
 
     fn list(domains: &[&str], nets: &[&str], selectors: &[&str]) -> LoadedList {
         let def =
-            ListDef { name: "t".into(), files: vec![], selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect() };
+            ListDef { name: "t".into(), files: vec![], selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect(), urls: vec![], refresh: crate::config::DEFAULT_LIST_REFRESH };
         let content = ListContent {
             domains: DomainSet::from_names(domains),
             nets: nets.iter().map(|n| net(n)).collect(),
@@ -524,7 +524,7 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         for (name, files) in lists {
-            c.lists.insert(name.to_string(), ListDef { name: name.to_string(), files: files.clone(), selectors: vec![] });
+            c.lists.insert(name.to_string(), ListDef { name: name.to_string(), files: files.clone(), selectors: vec![], urls: vec![], refresh: crate::config::DEFAULT_LIST_REFRESH });
         }
         c
     }
