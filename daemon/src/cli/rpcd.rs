@@ -116,7 +116,7 @@ pub fn request(method: &str, input: &[u8]) -> Result<Request, CallError> {
             optional("since")?;
             return Err(CallError::NotSupported("alerts: the daemon keeps no alerts to ask for yet (see logread)".into()));
         }
-        "lists" => return Err(CallError::NotSupported("lists: the daemon does not report its lists yet (leash check shows them)".into())),
+        "lists" => Request::Lists,
         _ => return Err(CallError::UnknownMethod(method.to_string())),
     })
 }
@@ -230,6 +230,7 @@ mod tests {
         assert_eq!(request("revoke", br#"{"device":"cam","selector":"ring.com"}"#), Ok(Request::Revoke { device: "cam".into(), selector: "ring.com".into() }));
         assert_eq!(request("quarantine", br#"{"device":"cam"}"#), Ok(Request::Quarantine { device: "cam".into() }));
         assert_eq!(request("release", br#"{"device":"cam"}"#), Ok(Request::Release { device: "cam".into() }));
+        assert_eq!(request("lists", b""), Ok(Request::Lists));
     }
 
     #[test]
@@ -250,7 +251,6 @@ mod tests {
         assert!(matches!(request("consent", br#"{"device":"cam","selector":"x","for":"15m"}"#), Err(CallError::NotSupported(m)) if m.contains("not supported yet")));
         assert!(matches!(request("alerts", br#"{"since":"1h"}"#), Err(CallError::NotSupported(_))));
         assert!(matches!(request("alerts", b"{}"), Err(CallError::NotSupported(_))));
-        assert!(matches!(request("lists", b""), Err(CallError::NotSupported(_))));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Request {
     Quarantine { device: String },
     Release { device: String },
     Reload,
+    /// Every list: sources, entries, refreshes (SPEC §4 `leash lists`).
+    Lists,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -32,6 +32,7 @@ impl Daemon {
                     self.bind_dns().await;
                 }
                 self.execute(fx).await;
+                self.sync_subscriptions();
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
                 Ok(())
             }
@@ -125,6 +126,7 @@ impl Daemon {
                 }
                 Err(e) => Response::err(e),
             },
+            Request::Lists => Response::ok(self.list_reports()),
             Request::Reload => match self.reload().await {
                 Ok(()) => Response::ok(serde_json::json!({"reloaded": true, "config": self.config_path})),
                 Err(e) => Response::err(e),

@@ -307,6 +307,18 @@ pub fn load_all(config: &Config) -> Result<BTreeMap<String, LoadedList>, ConfigE
                 }),
             }
         }
+        if !def.urls.is_empty() {
+            // The last good download stands in until the next one works.
+            let cache = cache_path(&config.daemon.state_dir, name);
+            match load_file(&cache) {
+                Ok(c) => contents.push(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::info!(list = %name, "no downloaded copy yet; the list's URLs add their entries once fetched")
+                }
+                // A cache is no configuration: never a reason to refuse it.
+                Err(e) => tracing::warn!(list = %name, file = %cache.display(), error = %e, "cannot read the last downloaded copy"),
+            }
+        }
         out.insert(name.clone(), LoadedList::build(def, contents));
     }
     if errors.is_empty() {
@@ -314,6 +326,13 @@ pub fn load_all(config: &Config) -> Result<BTreeMap<String, LoadedList>, ConfigE
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Where the last good download of a subscribed list is kept: its URLs'
+/// contents in order, one file (a list name, `[A-Za-z0-9_-]+`, cannot
+/// leave the directory).
+pub fn cache_path(state_dir: &Path, list: &str) -> std::path::PathBuf {
+    state_dir.join("lists").join(list)
 }
 
 /// Reads and parses one list file. Bytes that are not UTF-8 only spoil

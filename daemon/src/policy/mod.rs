@@ -7,11 +7,13 @@ pub mod domainset;
 pub mod geoip;
 pub mod lists;
 pub mod netset;
+pub mod refresh;
 pub mod selector;
 pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::{Config, Profile};
 use crate::policy::geoip::GeoIp;
@@ -69,23 +71,37 @@ pub struct Judgement {
 }
 
 /// The configuration with its list files loaded: immutable, swapped whole on
-/// reload so that a bad file never leaves a half-applied policy.
+/// reload so that a bad file never leaves a half-applied policy. Lists and
+/// databases are shared, so that a policy with one list replaced (a
+/// refreshed download) costs no copy of the others.
 #[derive(Debug)]
 pub struct Policy {
     pub config: Config,
-    pub lists: BTreeMap<String, LoadedList>,
+    pub lists: BTreeMap<String, Arc<LoadedList>>,
     /// Country and AS databases of `[geoip]` (none configured: no lookups).
-    pub geo: GeoIp,
+    pub geo: Arc<GeoIp>,
 }
 
 impl Policy {
-    pub fn new(config: Config, lists: BTreeMap<String, LoadedList>) -> Policy {
-        Policy { config, lists, geo: GeoIp::none() }
+    pub fn new<L: Into<Arc<LoadedList>>>(config: Config, lists: BTreeMap<String, L>) -> Policy {
+        let lists = lists.into_iter().map(|(n, l)| (n, l.into())).collect();
+        Policy { config, lists, geo: Arc::new(GeoIp::none()) }
     }
 
     pub fn with_geo(mut self, geo: GeoIp) -> Policy {
-        self.geo = geo;
+        self.geo = Arc::new(geo);
         self
+    }
+
+    /// The same policy with one configured list replaced; `None` when the
+    /// configuration has no such list (it was reloaded away meanwhile).
+    pub fn with_list(&self, list: LoadedList) -> Option<Policy> {
+        if !self.lists.contains_key(&list.name) || !self.config.lists.contains_key(&list.name) {
+            return None;
+        }
+        let mut lists = self.lists.clone();
+        lists.insert(list.name.clone(), Arc::new(list));
+        Some(Policy { config: self.config.clone(), lists, geo: Arc::clone(&self.geo) })
     }
 
     pub fn device_config(&self, mac: Mac) -> Option<&crate::config::DeviceConfig> {
