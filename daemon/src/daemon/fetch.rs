@@ -70,13 +70,20 @@ impl Client {
     /// The command line; the URL was validated (http/https, no whitespace),
     /// so it cannot read as an option.
     fn command(&self, url: &str, out: &Path) -> Command {
+        let timeout: OsString = FETCH_TIMEOUT.as_secs().to_string().into();
         let (prog, args): (&Path, Vec<OsString>) = match self {
-            Client::UclientFetch(p) => (p, vec!["-q".into(), "-O".into(), out.into(), url.into()]),
+            // Each client's own timeout too, so that one outliving the daemon
+            // (a stop mid-download) still ends.
+            Client::UclientFetch(p) => (p, vec!["-q".into(), "-T".into(), timeout.clone(), "-O".into(), out.into(), url.into()]),
             Client::Curl(p) => (
                 p,
                 vec![
                     "-fsSL".into(),
+                    "--max-time".into(),
+                    timeout.clone(),
                     "--proto".into(),
+                    "=http,https".into(),
+                    "--proto-redir".into(),
                     "=http,https".into(),
                     "--max-filesize".into(),
                     MAX_DOWNLOAD.to_string().into(),
@@ -85,7 +92,7 @@ impl Client {
                     url.into(),
                 ],
             ),
-            Client::Wget(p) => (p, vec!["-q".into(), "-O".into(), out.into(), url.into()]),
+            Client::Wget(p) => (p, vec!["-q".into(), "-T".into(), timeout, "-O".into(), out.into(), url.into()]),
         };
         let mut c = Command::new(prog);
         c.args(args);
@@ -345,8 +352,8 @@ mod tests {
         let args = |c: Client| -> Vec<String> {
             c.command("https://example.org/l", out).get_args().map(|a| a.to_string_lossy().into_owned()).collect()
         };
-        assert_eq!(args(Client::UclientFetch("/bin/uclient-fetch".into())), ["-q", "-O", "/tmp/o", "https://example.org/l"]);
-        assert_eq!(args(Client::Wget("/usr/bin/wget".into())), ["-q", "-O", "/tmp/o", "https://example.org/l"]);
+        assert_eq!(args(Client::UclientFetch("/bin/uclient-fetch".into())), ["-q", "-T", "120", "-O", "/tmp/o", "https://example.org/l"]);
+        assert_eq!(args(Client::Wget("/usr/bin/wget".into())), ["-q", "-T", "120", "-O", "/tmp/o", "https://example.org/l"]);
         let curl = args(Client::Curl("/usr/bin/curl".into()));
         assert_eq!(curl.last().map(String::as_str), Some("https://example.org/l"));
         assert!(curl.windows(2).any(|w| w == ["--max-filesize", &MAX_DOWNLOAD.to_string()]));

@@ -2,7 +2,6 @@
 //! housekeeping tick, their outcomes swapped into the policy whole.
 
 use super::*;
-use crate::policy::refresh::RefreshStatus;
 
 impl Daemon {
     /// Finds the download client once and schedules the subscribed lists.
@@ -103,9 +102,13 @@ impl Daemon {
                     selectors: l.map_or(0, |l| l.selectors.len()),
                     entries: l.map_or(0, |l| l.len()),
                     bad_lines: l.map_or(0, |l| l.bad_lines),
-                    refresh: (!def.urls.is_empty()).then(|| def.refresh.as_secs()),
+                    refresh: (!def.urls.is_empty()).then_some(def.refresh.as_secs()),
                     fetching: self.schedule.running(&def.name),
-                    refreshes: status.cloned(),
+                    last_refresh: status.and_then(|s| s.last_refresh),
+                    last_attempt: status.and_then(|s| s.last_attempt),
+                    last_error: status.and_then(|s| s.last_error.clone()),
+                    next_refresh: status.map(|s| s.next_refresh),
+                    failures: status.map_or(0, |s| s.failures),
                 }
             })
             .collect()
@@ -129,7 +132,13 @@ pub(super) struct ListReport {
     /// Seconds between downloads; none for lists without URLs.
     refresh: Option<u64>,
     fetching: bool,
-    /// last_refresh, last_attempt, last_error, next_refresh, failures.
-    #[serde(flatten)]
-    refreshes: Option<RefreshStatus>,
+    /// Unix seconds of the last download used (this run; the cached copy
+    /// serves until then).
+    last_refresh: Option<u64>,
+    last_attempt: Option<u64>,
+    /// Why the last download was not used; none after a good one.
+    last_error: Option<String>,
+    next_refresh: Option<u64>,
+    /// Failed downloads since the last good one.
+    failures: u32,
 }
