@@ -2,7 +2,8 @@
 //! by an HTTP server in the WAN is fetched by the daemon (with curl, the
 //! router's client on Debian), enforced, refreshed when it changes, and kept
 //! when a download fails, is too large or is garbage; its cached copy
-//! serves a restart with the server down.
+//! serves a restart with the server down. A name on such a list is blocked
+//! at DNS time (UCI configuration).
 
 mod common;
 
@@ -12,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use leash_lab::http::HttpServer;
-use leash_lab::{mac, Lab, PRI_WARNING};
+use leash_lab::lab::ROUTER_V4;
+use leash_lab::{ip, mac, Lab, QType, Zone, PRI_WARNING};
 use serde_json::Value;
 
 /// A cloud address of the lab's WAN (`lab::CLOUD_V4`).
@@ -181,8 +183,33 @@ fn list_by_url_is_fetched_refreshed_and_kept_through_bad_downloads() {
     assert!(json.as_array().is_some_and(|a| a.len() == 1), "{json}");
 }
 
+/// A name on a subscribed list (UCI `list urls`, `option refresh`) is
+/// blocked when its answer crosses the router, before any packet to it.
 #[test]
-fn a_list_without_client_or_cache_starts_empty_and_says_why() {
+fn subscribed_name_blocked_at_dns_time_with_uci() {
+    let mut lab = lab("lists-dns", 1);
+    let served = Served::start(&lab);
+    served.put(b"# adblock and hosts forms\n||tracking.example.com^\n0.0.0.0 ads.example.net\n");
+    lab.start_dns(&Zone::new().address("tracking.example.com", BAD4).address("ok.example.org", OK4));
+    let uci = format!(
+        "config daemon\n\toption mode 'enforce'\n\tlist lan 'br-lan'\n\nconfig defaults\n\toption profile 'iot'\n\n\
+         config profile 'iot'\n\toption unlisted 'allow'\n\toption denied 'block'\n\tlist deny 'sub'\n\n\
+         config list 'sub'\n\tlist urls '{}'\n\toption refresh '{REFRESH}'\n",
+        served.server.url("sub.txt")
+    );
+    std::fs::write(lab.dir.join("dhcp.leases"), "").expect("leases");
+    lab.start_leash_uci(&uci);
+    known_device(&lab, 1);
+    lab.wait_until(DEADLINE, "the list is fetched", || sub(&lab)["domains"] == 2);
+    assert_eq!(lab.resolve(1, ROUTER_V4, "tracking.example.com", QType::A), [ip(BAD4)]);
+    lab.wait_until(REACT, "block_v4 holds the name's address right after the answer", || lab.set_has("block_v4", &block_elem(1, BAD4)));
+    assert_eq!(lab.resolve(1, ROUTER_V4, "ok.example.org", QType::A), [ip(OK4)]);
+    assert!(!lab.set_has("block_v4", &block_elem(1, OK4)), "an unlisted name is not blocked\n{}", lab.diagnostics());
+    assert_eq!(lab.leash_json(&["explain", &mac(1), "x.tracking.example.com"])["rule"], "list:sub");
+}
+
+#[test]
+fn an_unreachable_list_without_a_cached_copy_starts_empty_and_says_why() {
     let mut lab = lab("lists-nourl", 1);
     // Nothing listens on this port of the WAN: every download fails.
     lab.start_leash(&config("http://198.51.100.20:8099/none.txt"));
