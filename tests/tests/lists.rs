@@ -100,8 +100,9 @@ fn wait_error(lab: &Lab, what: &str) -> String {
     last["last_error"].as_str().unwrap_or_default().to_string()
 }
 
-/// Waits for two more attempts after `since` (Unix seconds), so that what
-/// holds after it has seen a refresh.
+/// Waits until the daemon has tried the URL again twice (`last_attempt`
+/// moved on by two refresh intervals), so that what holds after it has
+/// seen refreshes.
 fn wait_attempts(lab: &Lab) {
     let first = sub(lab)["last_attempt"].as_u64().unwrap_or(0);
     lab.wait_until(DEADLINE, "two more download attempts", || sub(lab)["last_attempt"].as_u64().unwrap_or(0) >= first + 2 * 2);

@@ -32,7 +32,8 @@ impl Daemon {
                     self.bind_dns().await;
                 }
                 self.execute(fx).await;
-                self.sync_subscriptions();
+                // A client installed meanwhile is found.
+                self.start_subscriptions();
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
                 Ok(())
             }

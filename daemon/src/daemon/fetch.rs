@@ -1,7 +1,8 @@
 //! Downloads of subscribed lists (`[list.NAME] urls`) with the router's own
-//! client — uclient-fetch, else curl, else wget — so that leash carries no
-//! TLS stack. Each download runs on a thread of its own; the event loop
-//! only starts it and later takes its `Outcome`.
+//! client — uclient-fetch, else curl, else wget, found on PATH at start and
+//! on reload — so that leash carries no TLS stack. Each download runs on a
+//! thread of its own; the event loop only starts it and later takes its
+//! `Outcome`.
 
 use std::ffi::OsString;
 use std::fs::File;

@@ -4,7 +4,8 @@
 use super::*;
 
 impl Daemon {
-    /// Finds the download client once and schedules the subscribed lists.
+    /// Finds the download client (at start and on reload) and schedules
+    /// the subscribed lists.
     pub(super) fn start_subscriptions(&mut self) {
         let subscribed = self.engine.policy().config.lists.values().any(|l| !l.urls.is_empty());
         self.fetch_client = fetch::Client::find();
@@ -19,7 +20,7 @@ impl Daemon {
         self.sync_subscriptions();
     }
 
-    /// After a start or a reload: the schedule follows the configuration.
+    /// The schedule follows the configuration.
     pub(super) fn sync_subscriptions(&mut self) {
         let lists = &self.engine.policy().config.lists;
         let subscribed = lists.values().filter(|l| !l.urls.is_empty()).map(|l| (l.name.as_str(), l.urls.as_slice(), l.refresh));
