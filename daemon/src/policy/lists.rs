@@ -570,4 +570,25 @@ mod tests {
         assert_eq!((&e.file, e.line, e.key.as_str()), (&missing, 0, "list.u.files"));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn load_all_uses_the_cached_download_of_a_subscribed_list() {
+        let dir = std::env::temp_dir().join(format!("leash-lists-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = format!(
+            "[daemon]\nstate_dir = \"{}\"\n[list.sub]\nurls = [\"https://example.org/l\"]\nselectors = [\"=exact.example\"]\n",
+            dir.display()
+        );
+        let config = crate::config::parse_toml(Path::new("t.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        // No copy yet: the list has its selectors only, and that is no error.
+        let lists = load_all(&config).expect("loads without a cached copy");
+        assert_eq!(lists["sub"].len(), 1);
+        let cache = cache_path(&dir, "sub");
+        assert_eq!(cache, dir.join("lists").join("sub"));
+        std::fs::create_dir_all(dir.join("lists")).expect("dir");
+        std::fs::write(&cache, "a.example\n192.0.2.0/24\nbad line\n").expect("write");
+        let lists = load_all(&config).expect("loads");
+        assert_eq!((names(&lists["sub"].domains), lists["sub"].len(), lists["sub"].bad_lines), (vec!["a.example".to_string()], 3, 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -148,3 +148,42 @@ impl Policy {
 /// Used only when a configuration names no profile at all: allow everything.
 static IMPLICIT_PROFILE: Profile =
     Profile { name: String::new(), unlisted: Verdict::Allow, denied: Verdict::Block, deny: Vec::new(), upload_alert: None };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::lists::{parse_list, LoadedList};
+
+    fn policy() -> Policy {
+        let text = "[profile.p]\ndenied = \"block\"\ndeny = [\"sub\", \"other\"]\n[defaults]\nprofile = \"p\"\n\
+                    [list.sub]\nurls = [\"https://example.org/l\"]\n[list.other]\nselectors = [\"192.0.2.0/24\"]\n";
+        let config = crate::config::parse_toml(std::path::Path::new("t.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let lists = crate::policy::lists::load_all(&config).unwrap_or_else(|e| panic!("{e}"));
+        Policy::new(config, lists)
+    }
+
+    fn verdict(p: &Policy, addr: &str) -> (Verdict, Rule) {
+        let names: Vec<String> = vec![];
+        let dst = Destination { addr: addr.parse().ok(), names: &names, trusted: 0, country: None, asn: None };
+        let j = p.judge(Mac([2, 0, 0, 0, 0, 1]), [], &dst);
+        (j.verdict, j.rule)
+    }
+
+    #[test]
+    fn with_list_replaces_one_list_and_shares_the_rest() {
+        let p = policy();
+        assert_eq!(verdict(&p, "203.0.113.7"), (Verdict::Allow, Rule::Unlisted), "nothing fetched yet");
+        let def = &p.config.lists["sub"];
+        let fetched = LoadedList::build(def, [parse_list("203.0.113.7\n")]);
+        let q = p.with_list(fetched).expect("a configured list");
+        assert_eq!(verdict(&q, "203.0.113.7"), (Verdict::Block, Rule::List("sub".into())));
+        assert_eq!(verdict(&q, "192.0.2.9"), (Verdict::Block, Rule::List("other".into())));
+        assert!(Arc::ptr_eq(&p.lists["other"], &q.lists["other"]), "the other list is shared, not copied");
+        assert!(Arc::ptr_eq(&p.geo, &q.geo));
+        assert_eq!(q.config, p.config);
+        // The old policy is untouched: whoever holds it sees no half swap.
+        assert_eq!(verdict(&p, "203.0.113.7"), (Verdict::Allow, Rule::Unlisted));
+        let stray = LoadedList { name: "gone".into(), ..LoadedList::default() };
+        assert!(p.with_list(stray).is_none(), "a list reloaded away is not brought back");
+    }
+}
