@@ -21,6 +21,8 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
+# Lists by URL are fetched with the router's client; on Debian, curl (tests/tests/lists.rs).
+command -v curl >/dev/null || need+=(curl)
 # The LuCI views' browser test (tests/tests/luci.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)

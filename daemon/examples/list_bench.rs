@@ -39,7 +39,13 @@ fn measure(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let cpu_start = cpu_secs();
     let start = Instant::now();
     let content = load_file(path)?;
-    let def = ListDef { name: "bench".into(), files: vec![path.to_path_buf()], selectors: vec![] };
+    let def = ListDef {
+        name: "bench".into(),
+        files: vec![path.to_path_buf()],
+        selectors: vec![],
+        urls: vec![],
+        refresh: leash::config::DEFAULT_LIST_REFRESH,
+    };
     let list = LoadedList::build(&def, [content]);
     let elapsed = start.elapsed();
     let cpu = cpu_secs() - cpu_start;

@@ -5,6 +5,7 @@
 //! - `dns`: dnsmasq resolvers with the test's records, a tiny DNS client.
 //! - `flood`: fake neighbours by the thousand, conntrack bursts, and a
 //!   poller timing `status` while they run.
+//! - `http`: a static HTTP server in a namespace (lists by URL).
 //! - `lab`: building a lab, running the daemon and the CLI, reading state.
 //! - `netns`: namespaces, code run inside them, TCP/UDP helpers.
 //! - `syslog`: the lab's syslog socket and a parser for leash's lines.
@@ -13,6 +14,7 @@
 
 pub mod dns;
 pub mod flood;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod nft;

@@ -29,6 +29,7 @@ const USAGE: &str = "usage: leash <command> [options]
   release DEVICE                      end a quarantine
   reload                              re-read the configuration (as SIGHUP)
   alerts [--since D]                  the recent alert lines, newest last
+  lists                               each list: source, entries, bad lines, last refresh, last error
   rpcd list | rpcd call METHOD        the rpcd exec plugin protocol (ubus object leash)
 
 options: --json (machine-readable output), --socket PATH (or LEASH_SOCKET),
@@ -95,6 +96,7 @@ pub fn run(argv: &[String]) -> anyhow::Result<ExitCode> {
         ["quarantine", d] => Request::Quarantine { device: d.to_string() },
         ["release", d] => Request::Release { device: d.to_string() },
         ["reload"] => Request::Reload,
+        ["lists"] => Request::Lists,
         _ => {
             eprintln!("leash: unknown command or wrong arguments: {}\n{USAGE}", words.join(" "));
             return Ok(ExitCode::from(2));
@@ -150,6 +152,19 @@ fn render(req: &Request, data: &Value) -> String {
         ),
         Request::Alerts { .. } => alerts(data),
         Request::Status => status(data),
+        Request::Lists => list(
+            data,
+            &[
+                ("LIST", "name", Plain),
+                ("SOURCE", "source", Plain),
+                ("DOMAINS", "domains", Plain),
+                ("NETS", "nets", Plain),
+                ("SELECTORS", "selectors", Plain),
+                ("BAD LINES", "bad_lines", Plain),
+                ("LAST REFRESH", "last_refresh", Time),
+                ("LAST ERROR", "last_error", Plain),
+            ],
+        ),
         _ => table::key_values(data),
     }
 }

@@ -100,7 +100,19 @@ pub struct ListDef {
     /// the config; a missing file is a config error).
     pub files: Vec<PathBuf>,
     pub selectors: Vec<Selector>,
+    /// Subscribed sources (http or https), fetched by the router's own
+    /// client; their last good download is cached under `state_dir/lists`.
+    pub urls: Vec<String>,
+    /// How often `urls` are fetched again (default 24h).
+    #[serde(with = "secs")]
+    pub refresh: Duration,
 }
+
+pub const DEFAULT_LIST_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// Shorter intervals only load the list's server (tests use seconds).
+pub const MIN_LIST_REFRESH: Duration = Duration::from_secs(1);
+pub const MAX_LIST_URLS: usize = 16;
+pub const MAX_URL_LEN: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceConfig {

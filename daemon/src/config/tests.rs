@@ -422,3 +422,34 @@ fn conntrack_buffer_is_a_bounded_size() {
     assert_eq!(e[0].0, 2);
     assert!(e[0].1.contains("daemon.conntrack_buffer"), "{e:?}");
 }
+
+#[test]
+fn list_urls_and_refresh() {
+    let c = toml(
+        "[list.x]\nfiles = [\"/etc/x.txt\"]\nselectors = [\"country:CN\"]\nurls = [\"https://example.org/native.xiaomi.txt\", \"http://192.0.2.1:8080/l?x=1\"]\nrefresh = \"2s\"\n[list.y]\nurls = [\"https://u:p@example.org/y\"]\n",
+    );
+    let x = &c.lists["x"];
+    assert_eq!(x.urls, ["https://example.org/native.xiaomi.txt", "http://192.0.2.1:8080/l?x=1"]);
+    assert_eq!((x.refresh, x.files.len(), x.selectors.len()), (Duration::from_secs(2), 1, 1));
+    assert_eq!(c.lists["y"].refresh, DEFAULT_LIST_REFRESH, "24h by default");
+    let u = uci("config list 'x'\n\tlist urls 'https://example.org/a'\n\tlist urls 'https://example.org/b'\n\toption refresh '1h'\nconfig list 'y'\n\toption urls 'http://example.org/c'\n");
+    assert_eq!(u.lists["x"].urls, ["https://example.org/a", "https://example.org/b"]);
+    assert_eq!(u.lists["x"].refresh, Duration::from_secs(3600));
+    assert_eq!(u.lists["y"].urls, ["http://example.org/c"], "option accepted as a one-item list");
+}
+
+#[test]
+fn bad_list_urls_and_refresh() {
+    assert_eq!(
+        toml_errs(
+            "[list.x]\nurls = [\n  \"ftp://example.org/a\",\n  \"https://\",\n  \"https://example.org/a b\",\n  \"-o/etc/passwd\",\n  \"https://example.org/ok\",\n  \"https://example.org/ok\",\n]\nrefresh = \"0s\"\n[list.y]\nrefresh = \"1h\"\n[list.z]\nurls = \"https://example.org/\"\nrefresh = \"soon\"\n"
+        ),
+        [p("3 list.x.urls"), p("4 list.x.urls"), p("5 list.x.urls"), p("6 list.x.urls"), p("8 list.x.urls"), p("10 list.x.refresh"), p("12 list.y.refresh"), p("14 list.z.urls"), p("15 list.z.refresh")]
+    );
+    let many: Vec<String> = (0..=MAX_LIST_URLS).map(|i| format!("\"https://example.org/{i}\"")).collect();
+    let e = one_err(parse_toml(Path::new("t.toml"), &format!("[list.x]\nurls = [{}]\n", many.join(", "))));
+    assert_eq!((e.line, e.key.as_str()), (2, "list.x.urls"));
+    assert!(e.message.contains("at most"), "{e}");
+    let e = one_err(parse_uci(Path::new("leash"), "config list 'x'\n\tlist urls 'file:///etc/shadow'\n"));
+    assert_eq!((e.file.as_path(), e.line, e.key.as_str()), (Path::new("leash"), 2, "list.x.urls"));
+}

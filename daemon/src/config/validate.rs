@@ -12,6 +12,7 @@ use super::raw::{RawDoc, RawOption, RawSection, RawValue, Syntax};
 use super::units::{duration_secs, parse_duration, parse_size, MAX_DURATION_SECS};
 use super::{Config, ConfigError, ConfigErrors, DaemonConfig, Defaults, DeviceConfig, GeoipConfig, ListDef, Mode, Profile};
 use super::{DEFAULT_CONNTRACK_BUFFER, MAX_CONNTRACK_BUFFER, MIN_CONNTRACK_BUFFER};
+use super::{DEFAULT_LIST_REFRESH, MAX_LIST_URLS, MAX_URL_LEN, MIN_LIST_REFRESH};
 use crate::mac::Mac;
 use crate::policy::selector::Selector;
 use crate::policy::verdict::Verdict;
@@ -28,7 +29,7 @@ const DAEMON_KEYS: &[&str] =
 const GEOIP_KEYS: &[&str] = &["country_db", "asn_db"];
 const DEFAULTS_KEYS: &[&str] = &["profile", "learn"];
 const PROFILE_KEYS: &[&str] = &["unlisted", "denied", "deny", "upload_alert"];
-const LIST_KEYS: &[&str] = &["files", "selectors"];
+const LIST_KEYS: &[&str] = &["files", "selectors", "urls", "refresh"];
 const DEVICE_KEYS: &[&str] = &["mac", "name", "profile", "consent"];
 
 /// The profile used when `defaults.profile` is not set; it need not be
@@ -428,7 +429,8 @@ impl Validator<'_> {
 
     fn list_def(&mut self, name: &str, sec: &RawSection) -> ListDef {
         let f = self.fields(format!("list.{name}"), Some(sec), LIST_KEYS);
-        let mut l = ListDef { name: name.to_string(), files: Vec::new(), selectors: Vec::new() };
+        let mut l =
+            ListDef { name: name.to_string(), files: Vec::new(), selectors: Vec::new(), urls: Vec::new(), refresh: DEFAULT_LIST_REFRESH };
         if let Some((key, opt)) = f.get("files") {
             for (p, line) in self.list(&key, opt).unwrap_or_default() {
                 if p.is_empty() || p.contains('\0') {
@@ -440,6 +442,31 @@ impl Validator<'_> {
         }
         if let Some((key, opt)) = f.get("selectors") {
             l.selectors = self.selectors(&key, opt);
+        }
+        if let Some((key, opt)) = f.get("urls") {
+            let items = self.list(&key, opt).unwrap_or_default();
+            if items.len() > MAX_LIST_URLS {
+                self.err(opt.line, &key, format!("at most {MAX_LIST_URLS} URLs per list, found {}", items.len()));
+            }
+            for (u, line) in items.into_iter().take(MAX_LIST_URLS) {
+                match check_url(&u) {
+                    Ok(()) if l.urls.contains(&u) => self.err(line, &key, format!("URL listed twice: {u}")),
+                    Ok(()) => l.urls.push(u),
+                    Err(why) => self.err(line, &key, format!("{why}: {u:?}")),
+                }
+            }
+        }
+        if let Some((key, opt)) = f.get("refresh") {
+            if let Some(d) = self.duration(&key, opt) {
+                if d < MIN_LIST_REFRESH {
+                    self.err(opt.line, &key, format!("must be at least {}s", MIN_LIST_REFRESH.as_secs()));
+                } else {
+                    l.refresh = d;
+                }
+            }
+            if f.get("urls").is_none() {
+                self.err(opt.line, &key, "refresh needs urls (files are re-read on reload)");
+            }
         }
         l
     }
@@ -550,6 +577,25 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// A URL the router's fetch client is handed as one argument: http(s)
+/// only, a host, no whitespace or control characters (nothing a client
+/// could read as an option or a second argument).
+fn check_url(u: &str) -> Result<(), &'static str> {
+    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://")).ok_or("not an http:// or https:// URL")?;
+    if u.len() > MAX_URL_LEN {
+        return Err("URL too long");
+    }
+    if u.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) || u.chars().any(char::is_control) {
+        return Err("whitespace or control characters in URL");
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err("URL without a host");
+    }
+    Ok(())
 }
 
 /// Device names are how the CLI finds a device, so one that reads as a MAC

@@ -28,6 +28,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<String>,
     },
+    /// Every list: sources, entries, refreshes (SPEC §4 `leash lists`).
+    Lists,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

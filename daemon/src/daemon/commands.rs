@@ -32,6 +32,8 @@ impl Daemon {
                     self.bind_dns().await;
                 }
                 self.execute(fx).await;
+                // A client installed meanwhile is found.
+                self.start_subscriptions();
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
                 Ok(())
             }
@@ -135,6 +137,7 @@ impl Daemon {
                 Ok(d) => Response::ok(self.recent.report(d.map_or(0, |d| now.saturating_sub(d.as_secs())), usize::MAX)),
                 Err(e) => Response::err(format!("--since: {e}")),
             },
+            Request::Lists => Response::ok(self.list_reports()),
             Request::Reload => match self.reload().await {
                 Ok(()) => Response::ok(serde_json::json!({"reloaded": true, "config": self.config_path})),
                 Err(e) => Response::err(e),

@@ -25,7 +25,9 @@ use crate::syslog::Syslog;
 
 mod commands;
 mod effects;
+mod fetch;
 mod heal;
+mod subscriptions;
 mod resync;
 
 /// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
@@ -116,6 +118,10 @@ struct Daemon {
     watch: Watch,
     /// The alert lines sent lately (`leash alerts`).
     recent: crate::alert::Recent,
+    /// Subscribed lists: when each is fetched, and how it went.
+    schedule: crate::policy::refresh::Schedule,
+    fetch_client: Option<fetch::Client>,
+    fetched: mpsc::UnboundedSender<fetch::Outcome>,
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -186,7 +192,9 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // The nf_tables notification socket is open already (Kernel::open), so
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES) };
+    let (fetched, fetched_rx) = mpsc::unbounded_channel();
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES) };
+    d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
     d.rebuild_table().await.context("installing the nftables table")?;
@@ -201,7 +209,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     d.begin_resync(false);
 
     let local = tokio::task::LocalSet::new();
-    let result = local.run_until(d.main_loop(listener)).await;
+    let result = local.run_until(d.main_loop(listener, fetched_rx)).await;
     let keep = d.engine.policy().config.daemon.keep_on_exit;
     let table = d.engine.policy().config.daemon.nft_table.clone();
     let outcome = if keep {
@@ -223,7 +231,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 impl Daemon {
-    async fn main_loop(&mut self, listener: tokio::net::UnixListener) -> anyhow::Result<()> {
+    async fn main_loop(&mut self, listener: tokio::net::UnixListener, mut fetched: mpsc::UnboundedReceiver<fetch::Outcome>) -> anyhow::Result<()> {
         let (jobs_tx, mut jobs) = mpsc::channel::<server::Job>(32);
         // A panic in the control server must end the daemon (procd respawns
         // it) whatever the panic strategy: the OpenWrt feed builds with
@@ -287,6 +295,11 @@ impl Daemon {
                     let resp = self.handle(req).await;
                     let _ = reply.send(resp);
                     ("control", t)
+                }
+                Some(outcome) = fetched.recv() => {
+                    let t = now();
+                    self.on_fetched(outcome).await;
+                    ("lists", t)
                 }
                 _ = hup.recv() => {
                     let t = now();
@@ -665,6 +678,7 @@ impl Daemon {
             self.execute(fx).await;
         }
         self.expire_waiting(now);
+        self.start_fetches(now);
     }
 
     /// Accounts the bytes of running flows (a conntrack dump).

@@ -307,6 +307,18 @@ pub fn load_all(config: &Config) -> Result<BTreeMap<String, LoadedList>, ConfigE
                 }),
             }
         }
+        if !def.urls.is_empty() {
+            // The last good download stands in until the next one works.
+            let cache = cache_path(&config.daemon.state_dir, name);
+            match load_file(&cache) {
+                Ok(c) => contents.push(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::info!(list = %name, "no downloaded copy yet; the list's URLs add their entries once fetched")
+                }
+                // A cache is no configuration: never a reason to refuse it.
+                Err(e) => tracing::warn!(list = %name, file = %cache.display(), error = %e, "cannot read the last downloaded copy"),
+            }
+        }
         out.insert(name.clone(), LoadedList::build(def, contents));
     }
     if errors.is_empty() {
@@ -314,6 +326,13 @@ pub fn load_all(config: &Config) -> Result<BTreeMap<String, LoadedList>, ConfigE
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Where the last good download of a subscribed list is kept: its URLs'
+/// contents in order, one file (a list name, `[A-Za-z0-9_-]+`, cannot
+/// leave the directory).
+pub fn cache_path(state_dir: &Path, list: &str) -> std::path::PathBuf {
+    state_dir.join("lists").join(list)
 }
 
 /// Reads and parses one list file. Bytes that are not UTF-8 only spoil
@@ -467,7 +486,7 @@ mod tests {
 
     fn list(domains: &[&str], nets: &[&str], selectors: &[&str]) -> LoadedList {
         let def =
-            ListDef { name: "t".into(), files: vec![], selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect() };
+            ListDef { name: "t".into(), files: vec![], selectors: selectors.iter().filter_map(|s| s.parse().ok()).collect(), urls: vec![], refresh: crate::config::DEFAULT_LIST_REFRESH };
         let content = ListContent {
             domains: DomainSet::from_names(domains),
             nets: nets.iter().map(|n| net(n)).collect(),
@@ -524,7 +543,7 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         for (name, files) in lists {
-            c.lists.insert(name.to_string(), ListDef { name: name.to_string(), files: files.clone(), selectors: vec![] });
+            c.lists.insert(name.to_string(), ListDef { name: name.to_string(), files: files.clone(), selectors: vec![], urls: vec![], refresh: crate::config::DEFAULT_LIST_REFRESH });
         }
         c
     }
@@ -549,6 +568,27 @@ mod tests {
         assert_eq!(err.0.len(), 1);
         let e = &err.0[0];
         assert_eq!((&e.file, e.line, e.key.as_str()), (&missing, 0, "list.u.files"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn load_all_uses_the_cached_download_of_a_subscribed_list() {
+        let dir = std::env::temp_dir().join(format!("leash-lists-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = format!(
+            "[daemon]\nstate_dir = \"{}\"\n[list.sub]\nurls = [\"https://example.org/l\"]\nselectors = [\"=exact.example\"]\n",
+            dir.display()
+        );
+        let config = crate::config::parse_toml(Path::new("t.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        // No copy yet: the list has its selectors only, and that is no error.
+        let lists = load_all(&config).expect("loads without a cached copy");
+        assert_eq!(lists["sub"].len(), 1);
+        let cache = cache_path(&dir, "sub");
+        assert_eq!(cache, dir.join("lists").join("sub"));
+        std::fs::create_dir_all(dir.join("lists")).expect("dir");
+        std::fs::write(&cache, "a.example\n192.0.2.0/24\nbad line\n").expect("write");
+        let lists = load_all(&config).expect("loads");
+        assert_eq!((names(&lists["sub"].domains), lists["sub"].len(), lists["sub"].bad_lines), (vec!["a.example".to_string()], 3, 1));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,11 +7,13 @@ pub mod domainset;
 pub mod geoip;
 pub mod lists;
 pub mod netset;
+pub mod refresh;
 pub mod selector;
 pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::{Config, Profile};
 use crate::policy::geoip::GeoIp;
@@ -69,23 +71,37 @@ pub struct Judgement {
 }
 
 /// The configuration with its list files loaded: immutable, swapped whole on
-/// reload so that a bad file never leaves a half-applied policy.
+/// reload so that a bad file never leaves a half-applied policy. Lists and
+/// databases are shared, so that a policy with one list replaced (a
+/// refreshed download) costs no copy of the others.
 #[derive(Debug)]
 pub struct Policy {
     pub config: Config,
-    pub lists: BTreeMap<String, LoadedList>,
+    pub lists: BTreeMap<String, Arc<LoadedList>>,
     /// Country and AS databases of `[geoip]` (none configured: no lookups).
-    pub geo: GeoIp,
+    pub geo: Arc<GeoIp>,
 }
 
 impl Policy {
-    pub fn new(config: Config, lists: BTreeMap<String, LoadedList>) -> Policy {
-        Policy { config, lists, geo: GeoIp::none() }
+    pub fn new<L: Into<Arc<LoadedList>>>(config: Config, lists: BTreeMap<String, L>) -> Policy {
+        let lists = lists.into_iter().map(|(n, l)| (n, l.into())).collect();
+        Policy { config, lists, geo: Arc::new(GeoIp::none()) }
     }
 
     pub fn with_geo(mut self, geo: GeoIp) -> Policy {
-        self.geo = geo;
+        self.geo = Arc::new(geo);
         self
+    }
+
+    /// The same policy with one configured list replaced; `None` when the
+    /// configuration has no such list (it was reloaded away meanwhile).
+    pub fn with_list(&self, list: LoadedList) -> Option<Policy> {
+        if !self.lists.contains_key(&list.name) || !self.config.lists.contains_key(&list.name) {
+            return None;
+        }
+        let mut lists = self.lists.clone();
+        lists.insert(list.name.clone(), Arc::new(list));
+        Some(Policy { config: self.config.clone(), lists, geo: Arc::clone(&self.geo) })
     }
 
     pub fn device_config(&self, mac: Mac) -> Option<&crate::config::DeviceConfig> {
@@ -132,3 +148,42 @@ impl Policy {
 /// Used only when a configuration names no profile at all: allow everything.
 static IMPLICIT_PROFILE: Profile =
     Profile { name: String::new(), unlisted: Verdict::Allow, denied: Verdict::Block, deny: Vec::new(), upload_alert: None };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::lists::{parse_list, LoadedList};
+
+    fn policy() -> Policy {
+        let text = "[profile.p]\ndenied = \"block\"\ndeny = [\"sub\", \"other\"]\n[defaults]\nprofile = \"p\"\n\
+                    [list.sub]\nurls = [\"https://example.org/l\"]\n[list.other]\nselectors = [\"192.0.2.0/24\"]\n";
+        let config = crate::config::parse_toml(std::path::Path::new("t.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let lists = crate::policy::lists::load_all(&config).unwrap_or_else(|e| panic!("{e}"));
+        Policy::new(config, lists)
+    }
+
+    fn verdict(p: &Policy, addr: &str) -> (Verdict, Rule) {
+        let names: Vec<String> = vec![];
+        let dst = Destination { addr: addr.parse().ok(), names: &names, trusted: 0, country: None, asn: None };
+        let j = p.judge(Mac([2, 0, 0, 0, 0, 1]), [], &dst);
+        (j.verdict, j.rule)
+    }
+
+    #[test]
+    fn with_list_replaces_one_list_and_shares_the_rest() {
+        let p = policy();
+        assert_eq!(verdict(&p, "203.0.113.7"), (Verdict::Allow, Rule::Unlisted), "nothing fetched yet");
+        let def = &p.config.lists["sub"];
+        let fetched = LoadedList::build(def, [parse_list("203.0.113.7\n")]);
+        let q = p.with_list(fetched).expect("a configured list");
+        assert_eq!(verdict(&q, "203.0.113.7"), (Verdict::Block, Rule::List("sub".into())));
+        assert_eq!(verdict(&q, "192.0.2.9"), (Verdict::Block, Rule::List("other".into())));
+        assert!(Arc::ptr_eq(&p.lists["other"], &q.lists["other"]), "the other list is shared, not copied");
+        assert!(Arc::ptr_eq(&p.geo, &q.geo));
+        assert_eq!(q.config, p.config);
+        // The old policy is untouched: whoever holds it sees no half swap.
+        assert_eq!(verdict(&p, "203.0.113.7"), (Verdict::Allow, Rule::Unlisted));
+        let stray = LoadedList { name: "gone".into(), ..LoadedList::default() };
+        assert!(p.with_list(stray).is_none(), "a list reloaded away is not brought back");
+    }
+}
