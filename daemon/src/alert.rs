@@ -86,6 +86,22 @@ impl Alert {
     pub fn severity(&self) -> Severity {
         self.verb.severity()
     }
+
+    /// The `key=value` pairs, in order (for notifiers' JSON).
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.fields.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Err => "err",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+            Severity::Info => "info",
+        }
+    }
 }
 
 impl fmt::Display for Alert {

@@ -62,6 +62,7 @@ impl Daemon {
                     o.insert("journal_appends".into(), self.journal.appends.into());
                     o.insert("journal_compactions".into(), self.journal.compactions.into());
                     o.insert("enforce_latency".into(), serde_json::to_value(&self.timing).unwrap_or_default());
+                    self.notify.status(o);
                 }
                 Response::ok(s)
             }

@@ -114,6 +114,7 @@ struct Daemon {
     counters_read: u64,
     /// Whether someone else damaged the table, and when to rebuild it.
     watch: Watch,
+    notify: crate::notify::Notify,
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -184,7 +185,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // The nf_tables notification socket is open already (Kernel::open), so
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, notify: crate::notify::Notify::new() };
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
     d.rebuild_table().await.context("installing the nftables table")?;
