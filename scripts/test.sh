@@ -21,6 +21,9 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
+# The MQTT notifier's broker and clients (tests/tests/notify.rs).
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 # The LuCI views' browser test (tests/tests/luci.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)

@@ -1,8 +1,11 @@
 //! Alerts beyond syslog (SPEC §3 `[notify]`): `exec` runs a program once per
 //! alert whose verb is in `on`, the alert as one JSON object on stdin; a
-//! program that hangs is killed at `exec_timeout` and counted.
+//! program that hangs is killed at `exec_timeout` and counted. `mqtt`:
+//! the MQTT notifier against a real mosquitto.
 
 mod common;
+#[path = "notify/mqtt.rs"]
+mod mqtt;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

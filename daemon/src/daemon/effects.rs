@@ -83,7 +83,7 @@ impl Daemon {
         for a in logs {
             let a = if !enforced && claims_enforcement(a.verb) { a.field("enforced", "no") } else { a };
             self.syslog.send(a.severity(), &a.to_string());
-            self.notify.alert(&self.engine.policy().config.notify, &a, now());
+            self.notify.alert(&self.engine.policy().config.notify, &a, now(), || self.engine.device_reports(now()));
         }
     }
 

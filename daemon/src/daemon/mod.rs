@@ -280,6 +280,12 @@ impl Daemon {
                     self.heal().await;
                     ("heal", t)
                 }
+                Some((cmd, mac)) = self.notify.commands.recv() => {
+                    let t = now();
+                    let resp = self.handle(crate::notify::Notify::request(cmd, mac.clone())).await;
+                    tracing::info!(%mac, ?cmd, response = ?resp, "MQTT command");
+                    ("mqtt", t)
+                }
                 Some((req, reply)) = jobs.recv() => {
                     let t = now();
                     let resp = self.handle(req).await;
@@ -647,6 +653,7 @@ impl Daemon {
             self.execute(fx).await;
         }
         self.expire_waiting(now);
+        self.notify.tick(&self.engine.policy().config.notify, || self.engine.device_reports(now));
     }
 
     /// Accounts the bytes of running flows (a conntrack dump).
