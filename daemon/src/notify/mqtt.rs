@@ -123,3 +123,23 @@ async fn drive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With no broker, messages wait up to the cap; the rest are dropped
+    /// and counted, and publishing never blocks.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_drops_and_counts() {
+        let cfg = MqttConfig { host: "127.0.0.1".into(), port: 1, user: None, password: None, topic: "leash".into(), commands: false };
+        let (tx, _rx) = mpsc::channel(1);
+        let m = Mqtt::start(&cfg, "gw", tx);
+        for i in 0..MAX_QUEUED + 10 {
+            m.publish(m.topics.alert(), format!("{{\"n\":{i}}}"), false);
+        }
+        assert_eq!(m.shared.published.load(Ordering::Relaxed), MAX_QUEUED as u64);
+        assert_eq!(m.shared.dropped.load(Ordering::Relaxed), 10);
+        assert!(!m.shared.connected.load(Ordering::Relaxed));
+    }
+}
