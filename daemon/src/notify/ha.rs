@@ -112,7 +112,8 @@ pub fn discovery(t: &Topics, d: &DeviceState<'_>, commands: bool) -> Vec<(String
     quarantined["value_template"] = "{{ 'ON' if value_json.quarantined else 'OFF' }}".into();
     quarantined["device_class"] = "problem".into();
     let mut last = common("Last alert", "last_alert");
-    last["value_template"] = "{{ value_json.last_alert or 'none' }}".into();
+    // Home Assistant refuses a state longer than 255 characters.
+    last["value_template"] = "{{ (value_json.last_alert or 'none')[:255] }}".into();
     last["icon"] = "mdi:shield-alert".into();
     let mut out = vec![
         (format!("homeassistant/binary_sensor/{id}/quarantined/config"), quarantined.to_string()),
