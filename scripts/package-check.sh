@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks of openwrt-package/ that need no OpenWrt build tree:
-#   1. shellcheck of the init script, the rpcd plugin, test.sh and the test stand-ins;
+#   1. shellcheck of the init script, the rpcd plugin, test.sh, the test stand-ins
+#      and the example notifiers (etc/notify);
 #   2. the init script run against stand-ins of rc.common/procd.sh, uci and
 #      nft (openwrt-package/tests/init.sh);
 #   3. files/leash.config read by leash's own UCI reader (`leash check`, and
@@ -25,7 +26,7 @@ if ! command -v shellcheck >/dev/null; then
 fi
 
 # 1. OpenWrt's /bin/sh is busybox ash; dash is the closest dialect shellcheck knows.
-if shellcheck -s dash "$PKG/files/leash.init" "$PKG/files/leash.rpcd" "$PKG/test.sh" openwrt-package/tests/init.sh openwrt-package/tests/rc.common; then
+if shellcheck -s dash "$PKG/files/leash.init" "$PKG/files/leash.rpcd" "$PKG/test.sh" openwrt-package/tests/init.sh openwrt-package/tests/rc.common etc/notify/ntfy.sh etc/notify/msmtp.sh; then
     ok "shellcheck"
 else
     fail "shellcheck"

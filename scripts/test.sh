@@ -23,6 +23,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
 # Lists by URL are fetched with the router's client; on Debian, curl (tests/tests/lists.rs).
 command -v curl >/dev/null || need+=(curl)
+# The MQTT notifier's broker and clients (tests/tests/notify.rs).
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 # The LuCI views' browser test (tests/tests/luci.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)

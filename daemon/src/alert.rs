@@ -116,6 +116,7 @@ impl Alert {
     pub fn severity(&self) -> Severity {
         self.verb.severity()
     }
+
 }
 
 impl fmt::Display for Alert {

@@ -31,6 +31,8 @@ pub mod control;
 pub mod daemon;
 pub mod kernel;
 pub mod logging;
+/// Alerts beyond syslog: pure `message`/`queue`, adapters `exec` (and MQTT).
+pub mod notify;
 pub mod syslog;
 
 /// The target triple this binary was built for (shown by `--version` and `status`).

@@ -29,6 +29,7 @@ pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
     pub lists: BTreeMap<String, ListDef>,
     pub devices: Vec<DeviceConfig>,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,6 +122,57 @@ pub struct DeviceConfig {
     /// Names an existing profile when set.
     pub profile: Option<String>,
     pub consent: Vec<Selector>,
+}
+
+/// `[notify]`: alerts beyond syslog (SPEC §3, §7).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotifyConfig {
+    /// Run once per alert, the alert as one JSON object on stdin.
+    pub exec: Option<PathBuf>,
+    /// Verbs sent to `exec` and to MQTT's alert topic (upper case, as logged).
+    pub on: Vec<String>,
+    /// A program still running after this long is killed (default 10s).
+    #[serde(with = "secs")]
+    pub exec_timeout: Duration,
+    pub mqtt: Option<MqttConfig>,
+}
+
+/// The verbs notified by default (SPEC §3).
+pub const DEFAULT_NOTIFY_ON: &[&str] = &["QUARANTINE", "BLOCK", "WOULD-QUARANTINE", "WOULD-BLOCK", "ALERT"];
+/// Every verb `on` may name (SPEC §5).
+pub const NOTIFY_VERBS: &[&str] =
+    &["ALERT", "BLOCK", "QUARANTINE", "RELEASE", "CONSENT", "LEARNED", "DEVICE", "WOULD-BLOCK", "WOULD-QUARANTINE"];
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            exec: None,
+            on: DEFAULT_NOTIFY_ON.iter().map(|s| s.to_string()).collect(),
+            exec_timeout: Duration::from_secs(10),
+            mqtt: None,
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub fn wants(&self, verb: &str) -> bool {
+        self.on.iter().any(|v| v == verb)
+    }
+}
+
+/// `mqtt = "mqtt://host:port"` and its companions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    /// Never shown by `leash check` or `status`.
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// Root of leash's topics (default `leash`).
+    pub topic: String,
+    /// Whether Home Assistant may quarantine and release devices.
+    pub commands: bool,
 }
 
 mod secs {

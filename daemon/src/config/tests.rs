@@ -453,3 +453,39 @@ fn bad_list_urls_and_refresh() {
     let e = one_err(parse_uci(Path::new("leash"), "config list 'x'\n\tlist urls 'file:///etc/shadow'\n"));
     assert_eq!((e.file.as_path(), e.line, e.key.as_str()), (Path::new("leash"), 2, "list.x.urls"));
 }
+
+#[test]
+fn notify_defaults_and_keys() {
+    let c = toml("");
+    assert_eq!(c.notify.exec, None);
+    assert_eq!(c.notify.on, ["QUARANTINE", "BLOCK", "WOULD-QUARANTINE", "WOULD-BLOCK", "ALERT"]);
+    assert_eq!(c.notify.exec_timeout, Duration::from_secs(10));
+    assert!(c.notify.mqtt.is_none());
+    let c = toml(
+        "[notify]\nexec = \"/etc/leash/notify.sh\"\non = [\"quarantine\", \"RELEASE\"]\nexec_timeout = \"3s\"\n\
+         mqtt = \"mqtt://192.168.1.2\"\nmqtt_user = \"u\"\nmqtt_password = \"p\"\nmqtt_topic = \"home/leash\"\nmqtt_commands = true\n",
+    );
+    assert_eq!(c.notify.exec, Some(PathBuf::from("/etc/leash/notify.sh")));
+    assert_eq!(c.notify.on, ["QUARANTINE", "RELEASE"]);
+    assert!(c.notify.wants("RELEASE") && !c.notify.wants("BLOCK"));
+    assert_eq!(c.notify.exec_timeout, Duration::from_secs(3));
+    let m = c.notify.mqtt.clone().unwrap_or_else(|| panic!("{:?}", c.notify));
+    assert_eq!((m.host.as_str(), m.port, m.user.as_deref(), m.password.as_deref()), ("192.168.1.2", 1883, Some("u"), Some("p")));
+    assert_eq!((m.topic.as_str(), m.commands), ("home/leash", true));
+    // The password never shows in what `leash check` prints.
+    assert!(!serde_json::to_string(&c).unwrap_or_default().contains("\"p\""));
+    let u = uci("config notify\n\toption exec '/x.sh'\n\tlist on 'BLOCK'\n\toption mqtt 'mqtt://b:1884'\n\toption mqtt_commands '1'\n");
+    assert_eq!(u.notify.exec, Some(PathBuf::from("/x.sh")));
+    assert_eq!(u.notify.on, ["BLOCK"]);
+    let m = u.notify.mqtt.expect("mqtt");
+    assert_eq!((m.host.as_str(), m.port, m.topic.as_str(), m.commands), ("b", 1884, "leash", true));
+}
+
+#[test]
+fn notify_bad_keys_are_reported() {
+    assert_eq!(
+        toml_errs("[notify]\non = [\"QUARANTINE\", \"NOPE\"]\nexec_timeout = \"0s\"\nmqtt = \"mqtts://x\"\nmqtt_topic = \"a/#\"\nbogus = 1\n"),
+        [p("2 notify.on"), p("3 notify.exec_timeout"), p("4 notify.mqtt"), p("5 notify.mqtt_topic"), p("6 notify.bogus")]
+    );
+    assert_eq!(toml_errs("[notify]\n[notify]\n").len(), 1);
+}

@@ -18,7 +18,7 @@ use crate::policy::selector::Selector;
 use crate::policy::verdict::Verdict;
 
 /// Every section kind.
-pub(crate) const KINDS: &[&str] = &["daemon", "geoip", "defaults", "profile", "list", "device"];
+pub(crate) const KINDS: &[&str] = &["daemon", "geoip", "defaults", "notify", "profile", "list", "device"];
 /// Kinds that carry a name: `[profile.NAME]`, `config profile 'NAME'`.
 pub(crate) const NAMED_KINDS: &[&str] = &["profile", "list"];
 /// Kinds that repeat: `[[device]]`.
@@ -31,6 +31,9 @@ const DEFAULTS_KEYS: &[&str] = &["profile", "learn"];
 const PROFILE_KEYS: &[&str] = &["unlisted", "denied", "deny", "upload_alert"];
 const LIST_KEYS: &[&str] = &["files", "selectors", "urls", "refresh"];
 const DEVICE_KEYS: &[&str] = &["mac", "name", "profile", "consent"];
+
+#[path = "validate_notify.rs"]
+mod notify;
 
 /// The profile used when `defaults.profile` is not set; it need not be
 /// configured (an implicit allow-everything profile stands in).
@@ -46,7 +49,7 @@ pub(crate) fn validate(file: &Path, doc: RawDoc) -> Result<Config, ConfigErrors>
     let mut devices: Vec<&RawSection> = Vec::new();
     for sec in &doc.sections {
         match sec.kind.as_str() {
-            kind @ ("daemon" | "geoip" | "defaults") => {
+            kind @ ("daemon" | "geoip" | "defaults" | "notify") => {
                 if let Some(first) = singles.get(kind) {
                     v.err(sec.line, kind, format!("duplicate {kind} section (first on line {})", first.line));
                 } else {
@@ -78,6 +81,7 @@ pub(crate) fn validate(file: &Path, doc: RawDoc) -> Result<Config, ConfigErrors>
     let daemon = v.daemon(singles.get("daemon").copied());
     let geoip = v.geoip(singles.get("geoip").copied());
     let (defaults, default_line) = v.defaults(singles.get("defaults").copied());
+    let notify = v.notify(singles.get("notify").copied());
 
     let lists: BTreeMap<String, ListDef> = lists.iter().map(|(name, sec)| (name.to_string(), v.list_def(name, sec))).collect();
     let mut profiles: BTreeMap<String, Profile> =
@@ -103,7 +107,7 @@ pub(crate) fn validate(file: &Path, doc: RawDoc) -> Result<Config, ConfigErrors>
     let devices = v.devices(&devices, &profiles);
 
     if v.errors.is_empty() {
-        Ok(Config { source: file.to_path_buf(), daemon, geoip, defaults, profiles, lists, devices })
+        Ok(Config { source: file.to_path_buf(), daemon, geoip, defaults, profiles, lists, devices, notify })
     } else {
         // Sections come out of the TOML reader in key order; file order
         // reads better.

@@ -67,6 +67,7 @@ impl Daemon {
                     o.insert("alerts_kept_evicted".into(), self.recent.evicted.into());
                     o.insert("recent_alerts".into(), serde_json::to_value(self.recent.report(0, 5)).unwrap_or_default());
                     o.insert("enforce_latency".into(), serde_json::to_value(&self.timing).unwrap_or_default());
+                    self.notify.status(o);
                 }
                 Response::ok(s)
             }

@@ -84,6 +84,7 @@ impl Daemon {
             let a = if !enforced && claims_enforcement(a.verb) { a.field("enforced", "no") } else { a };
             self.recent.push(&a, now());
             self.syslog.send(a.severity(), &a.to_string());
+            self.notify.alert(&self.engine.policy().config.notify, &a, now(), || self.engine.device_reports(now()));
         }
     }
 

@@ -122,6 +122,7 @@ struct Daemon {
     schedule: crate::policy::refresh::Schedule,
     fetch_client: Option<fetch::Client>,
     fetched: mpsc::UnboundedSender<fetch::Outcome>,
+    notify: crate::notify::Notify,
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -193,7 +194,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES) };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
     d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
@@ -289,6 +290,12 @@ impl Daemon {
                     let t = now();
                     self.heal().await;
                     ("heal", t)
+                }
+                Some((cmd, mac)) = self.notify.commands.recv() => {
+                    let t = now();
+                    let resp = self.handle(crate::notify::Notify::request(cmd, mac.clone())).await;
+                    tracing::info!(%mac, ?cmd, response = ?resp, "MQTT command");
+                    ("mqtt", t)
                 }
                 Some((req, reply)) = jobs.recv() => {
                     let t = now();
@@ -679,6 +686,7 @@ impl Daemon {
         }
         self.expire_waiting(now);
         self.start_fetches(now);
+        self.notify.tick(&self.engine.policy().config.notify, || self.engine.device_reports(now));
     }
 
     /// Accounts the bytes of running flows (a conntrack dump).

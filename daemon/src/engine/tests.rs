@@ -38,6 +38,7 @@ fn config(mode: Mode, denied: Verdict, unlisted: Verdict) -> Config {
         profiles,
         lists: BTreeMap::new(),
         devices: vec![DeviceConfig { mac: CAM, name: Some("living-room-camera".into()), profile: None, consent: vec!["198.51.100.0/24".parse().unwrap()] }],
+        notify: Default::default(),
     }
 }
 
