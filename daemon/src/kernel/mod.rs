@@ -174,7 +174,7 @@ impl Kernel {
     /// (kernels without conntrack's netlink glue), so that leash can check
     /// the device asked: the flow its answer would be the reply of.
     pub async fn look_up_flows(&self, answers: &mut [Snooped]) {
-        let want: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].1.ct_orig.is_none()).collect();
+        let want: Vec<usize> = (0..answers.len()).filter(|&i| crate::names::trust::needs_lookup(&answers[i].1)).collect();
         if want.is_empty() {
             return;
         }

@@ -75,11 +75,24 @@ pub enum Unsolicited {
     NotAsked,
 }
 
+/// Whether leash must look up the flow an answer replies to before it can
+/// vouch for it: an answer that crossed the forward hook (anything from the
+/// internet could have) and came without its conntrack entry. An answer on
+/// the output hook was made by a process of the router — no packet from
+/// outside passes that hook — and the rule logged it only as the reply of
+/// a flow to the router's port 53: the lookup would add a round trip to
+/// the path that races the device's first packet, and check nothing more.
+pub fn needs_lookup(p: &Provenance) -> bool {
+    p.ct_orig.is_none() && p.hook == Some(NF_INET_FORWARD)
+}
+
 /// Whether an answer counts, and from which resolver: it was logged on
 /// the output hook (the router's resolver) or the forward hook (an outside
 /// one), it is a reply, and its conntrack entry — attached by NFLOG, or
 /// looked up by leash where the kernel cannot attach it — was opened by
 /// the client, from the port the answer goes to, to the resolver's port 53.
+/// The router's own answers need no entry (see `needs_lookup`); one that
+/// comes with it is checked all the same.
 pub fn vouch(a: &DnsAnswer, p: &Provenance) -> Result<Resolver, Unsolicited> {
     let resolver = match p.hook {
         Some(NF_INET_LOCAL_OUT) => Resolver::Router,
@@ -91,7 +104,11 @@ pub fn vouch(a: &DnsAnswer, p: &Provenance) -> Result<Resolver, Unsolicited> {
             return Err(Unsolicited::NotReply(info));
         }
     }
-    let orig = p.ct_orig.ok_or(Unsolicited::NoConntrack)?;
+    let orig = match (p.ct_orig, resolver) {
+        (Some(orig), _) => orig,
+        (None, Resolver::Router) if a.server_port == 53 => return Ok(resolver),
+        (None, _) => return Err(Unsolicited::NoConntrack),
+    };
     let asked = orig.src == a.client
         && orig.dst == a.server
         && orig.proto == a.proto
@@ -168,5 +185,10 @@ mod tests {
         assert_eq!(vouch(&a, &bare), Err(Unsolicited::NoConntrack));
         assert_eq!(vouch(&a, &Provenance { hook: Some(0), ..asked("192.168.7.12", "192.0.2.53") }), Err(Unsolicited::Hook(Some(0))));
         assert_eq!(vouch(&a, &Provenance::default()), Err(Unsolicited::Hook(None)));
+        // The router's own answer needs no lookup; an outside one does.
+        let out = Provenance { hook: Some(NF_INET_LOCAL_OUT), ..Provenance::default() };
+        assert_eq!(vouch(&answer("192.168.7.12", "192.168.7.1"), &out), Ok(Resolver::Router));
+        assert!(!needs_lookup(&out) && needs_lookup(&bare));
+        assert!(!needs_lookup(&asked("192.168.7.12", "192.0.2.53")), "attached entries need none");
     }
 }
