@@ -58,12 +58,16 @@ fn quarantine_runs_the_program_once_with_the_alert_as_json() {
 
     let started = unix_now();
     let line = quarantine_dev1(&lab);
-    lab.wait_until(Duration::from_secs(5), "the notifier wrote one object", || !objects(&out).is_empty());
+    let quarantines = || objects(&out).into_iter().filter(|o| o["verb"] == "QUARANTINE").collect::<Vec<_>>();
+    lab.wait_until(Duration::from_secs(5), "the notifier wrote the quarantine", || !quarantines().is_empty());
     // Anything else would have arrived by now.
     std::thread::sleep(Duration::from_millis(500));
     let all = objects(&out);
-    assert_eq!(all.len(), 1, "exactly one alert notified: {all:?}");
-    let o = &all[0];
+    // The device is new, so its announcement goes out too (DEVICE is in the default `on`).
+    assert!(all.iter().any(|o| o["verb"] == "DEVICE" && o["action"] == "new" && o["device"] == mac(1)), "{all:?}");
+    let q = quarantines();
+    assert_eq!(q.len(), 1, "exactly one quarantine notified: {all:?}");
+    let o = &q[0];
     assert_eq!(o["verb"], "QUARANTINE", "{o}");
     assert_eq!(o["severity"], "warning", "{o}");
     let t = o["time"].as_u64().unwrap_or_else(|| panic!("time is a number: {o}"));
@@ -83,7 +87,7 @@ fn quarantine_runs_the_program_once_with_the_alert_as_json() {
     }
 
     let s = status(&lab);
-    assert_eq!(s["notify_exec_sent"], 1, "{s}");
+    assert_eq!(s["notify_exec_sent"].as_u64(), Some(all.len() as u64), "one run per object written (DEVICE and QUARANTINE): {s}");
     assert_eq!(s["notify_exec_failed"], 0, "{s}");
     assert_eq!(s["notify_exec_dropped"], 0, "{s}");
 }
@@ -127,7 +131,7 @@ fn a_hanging_program_is_killed_at_the_timeout_and_counted() {
     let _wan = lab.wan_tcp_server(HTTPS);
     let pids = lab.dir.join("pids");
     let exec = script(&lab, "hang.sh", &format!("sleep 600 &\necho \"$$ $!\" > '{}'\nwait", pids.display()));
-    lab.start_leash(&config("enforce", "quarantine", "", &notify_section(&exec, "exec_timeout = \"1s\"")));
+    lab.start_leash(&config("enforce", "quarantine", "", &notify_section(&exec, "exec_timeout = \"1s\"\non = [\"QUARANTINE\"]")));
 
     quarantine_dev1(&lab);
     lab.wait_until(Duration::from_secs(5), "the hanging script started", || {

@@ -137,8 +137,9 @@ pub struct NotifyConfig {
     pub mqtt: Option<MqttConfig>,
 }
 
-/// The verbs notified by default (SPEC §3).
-pub const DEFAULT_NOTIFY_ON: &[&str] = &["QUARANTINE", "BLOCK", "WOULD-QUARANTINE", "WOULD-BLOCK", "ALERT"];
+/// The verbs notified by default: SPEC §3's list, and DEVICE: a new device is announced on every channel
+/// (issue 10), so that its owner can give it a profile while it learns.
+pub const DEFAULT_NOTIFY_ON: &[&str] = &["QUARANTINE", "BLOCK", "WOULD-QUARANTINE", "WOULD-BLOCK", "ALERT", "DEVICE"];
 /// Every verb `on` may name (SPEC §5).
 pub const NOTIFY_VERBS: &[&str] =
     &["ALERT", "BLOCK", "QUARANTINE", "RELEASE", "CONSENT", "LEARNED", "DEVICE", "WOULD-BLOCK", "WOULD-QUARANTINE"];

@@ -458,7 +458,7 @@ fn bad_list_urls_and_refresh() {
 fn notify_defaults_and_keys() {
     let c = toml("");
     assert_eq!(c.notify.exec, None);
-    assert_eq!(c.notify.on, ["QUARANTINE", "BLOCK", "WOULD-QUARANTINE", "WOULD-BLOCK", "ALERT"]);
+    assert_eq!(c.notify.on, ["QUARANTINE", "BLOCK", "WOULD-QUARANTINE", "WOULD-BLOCK", "ALERT", "DEVICE"]);
     assert_eq!(c.notify.exec_timeout, Duration::from_secs(10));
     assert!(c.notify.mqtt.is_none());
     let c = toml(
