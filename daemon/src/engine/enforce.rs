@@ -61,12 +61,7 @@ impl Engine {
                 tracing::warn!(device = %e.mac, dst = %e.addr, rule = %e.rule, "persisted block with an unreadable rule skipped");
                 continue;
             };
-            let trusted = e.trusted.min(e.names.len());
-            let names = Names {
-                via: (0..e.names.len()).map(|i| if i < trusted { Resolver::Router } else { Resolver::Outside(e.addr) }).collect(),
-                list: e.names,
-                trusted,
-            };
+            let names = Names::kept(e.names, e.trusted, e.addr);
             self.keep_block((e.mac, e.addr), BlockInfo { rule, until: e.until, names }, &mut Vec::new());
             n += 1;
         }
@@ -161,12 +156,7 @@ impl Engine {
         for (mac, dst) in quarantined {
             let mut t = self.target(mac, dst, now);
             if let Some(q) = self.state.quarantines.get(&mac) {
-                let trusted = q.names_trusted.min(q.names.len());
-                t.names.merge(&Names {
-                    via: (0..q.names.len()).map(|i| if i < trusted { Resolver::Router } else { Resolver::Outside(dst) }).collect(),
-                    list: q.names.clone(),
-                    trusted,
-                });
+                t.names.merge(&Names::kept(q.names.clone(), q.names_trusted, dst));
             }
             let j = self.judge(mac, &t);
             if !monitor && j.verdict == Verdict::Quarantine {

@@ -85,6 +85,15 @@ impl Names {
         Names { via: vec![Resolver::Router; n], list, trusted: n }
     }
 
+    /// Names kept with a decision (a persisted block, a quarantine): the
+    /// first `trusted` from the router's resolver, the rest from an outside
+    /// one, whose address was not kept (`outside` stands for it).
+    pub fn kept(list: Vec<String>, trusted: usize, outside: IpAddr) -> Names {
+        let trusted = trusted.min(list.len());
+        let via = (0..list.len()).map(|i| if i < trusted { Resolver::Router } else { Resolver::Outside(outside) }).collect();
+        Names { list, via, trusted }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
