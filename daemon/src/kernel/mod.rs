@@ -7,7 +7,8 @@
 //! - conntrack events: `NlSocket::open(NETLINK_NETFILTER,
 //!   &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], 64 << 20)`;
 //!   `RecvError::Overrun` means events were lost: dump to resynchronise;
-//! - conntrack requests (`conntrack_dump`, `conntrack_delete`) and
+//! - conntrack requests (`conntrack_get_many`, `conntrack_delete`; dumps on
+//!   a socket of their own, `DumpReader`) and
 //!   nf_tables requests (`nft_apply`): one `NETLINK_NETFILTER` socket each,
 //!   no groups, `REQUEST_RCVBUF`;
 //! - DNS answers: one `NETLINK_NETFILTER` socket, no groups, a large

@@ -478,7 +478,9 @@ impl DumpReader {
     }
 }
 
-/// Every conntrack entry, IPv4 and IPv6, as `New` events.
+/// Every conntrack entry, IPv4 and IPv6, as `New` events, held whole: for
+/// the kernel tests; the daemon streams the table (`DumpReader`).
+#[cfg(test)]
 pub async fn conntrack_dump(sock: &NlSocket) -> Result<Vec<CtEvent>, NlError> {
     let msgs = sock.dump(conntrack::dump_request, "conntrack").await?;
     let mut out = Vec::with_capacity(msgs.len());
@@ -509,8 +511,8 @@ pub async fn conntrack_delete(sock: &NlSocket, orig: &Flow, zone: u16) -> Result
 /// GETs sent in one datagram by `conntrack_get_many`.
 const GETS_PER_SEND: usize = 64;
 
-/// The conntrack entry of each tuple (as `conntrack_get`), asked in
-/// datagrams of many requests: one round trip for a burst of answers.
+/// The conntrack entry that has each tuple in either direction, if any,
+/// asked in datagrams of many requests: one round trip for a burst of answers.
 pub async fn conntrack_get_many(sock: &NlSocket, tuples: &[Flow]) -> Result<Vec<Option<CtEvent>>, NlError> {
     let mut out = vec![None; tuples.len()];
     for (c, chunk) in tuples.chunks(GETS_PER_SEND).enumerate() {
@@ -532,23 +534,6 @@ pub async fn conntrack_get_many(sock: &NlSocket, tuples: &[Flow]) -> Result<Vec<
         }
     }
     Ok(out)
-}
-
-/// The conntrack entry that has `tuple` in either direction, if any.
-pub async fn conntrack_get(sock: &NlSocket, tuple: &Flow) -> Result<Option<CtEvent>, NlError> {
-    let req = conntrack::get_request(sock.next_seq(), tuple);
-    match sock.request(&req).await {
-        Ok(msgs) => {
-            for m in &msgs {
-                if let Some(ev) = conntrack::parse_dump_message(m).map_err(NlError::Decode)? {
-                    return Ok(Some(ev));
-                }
-            }
-            Ok(None)
-        }
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Applies a set-element batch and checks every ack.

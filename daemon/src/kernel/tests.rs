@@ -598,7 +598,7 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
             }
             None => {
                 let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
-                let entry = super::socket::conntrack_get(&req, &crate::names::trust::asked_flow(&answer)).await.unwrap();
+                let entry = super::socket::conntrack_get_many(&req, &[crate::names::trust::asked_flow(&answer)]).await.unwrap().pop().flatten();
                 entry.expect("the query's conntrack entry").orig
             }
         };
@@ -607,7 +607,7 @@ fn kernel_nflog_bind_delivers_dns_answers_at_once() {
         // A flow nobody opened is not found.
         let req = NlSocket::open(NETLINK_NETFILTER, &[], REQUEST_RCVBUF).unwrap();
         let nobody = crate::codec::conntrack::Flow { sport: 1, ..orig };
-        assert!(super::socket::conntrack_get(&req, &nobody).await.unwrap().is_none());
+        assert!(super::socket::conntrack_get_many(&req, &[nobody]).await.unwrap().pop().flatten().is_none());
         assert_eq!(answer.qname, "tracking.example.com");
         assert_eq!((answer.client, answer.server), (ip("127.0.0.1"), ip("127.0.0.1")));
         assert_eq!(answer.records[0].addr, ip("203.0.113.7"));
