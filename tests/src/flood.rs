@@ -215,7 +215,7 @@ pub fn counter(status: &Value, name: &str) -> u64 {
     status["counters"][name].as_u64().or_else(|| status[name].as_u64()).unwrap_or(0)
 }
 
-fn status_once(socket: &Path, deadline: Duration) -> Result<Value, String> {
+pub fn status_once(socket: &Path, deadline: Duration) -> Result<Value, String> {
     let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(deadline)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(deadline)).map_err(|e| e.to_string())?;

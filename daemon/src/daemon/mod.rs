@@ -610,7 +610,7 @@ impl Daemon {
             return;
         }
         self.lookups.found(ip);
-        if self.pending.is_waiting(ip) {
+        if self.pending.is_waiting(ip) || self.pending.owes(ip) {
             self.judge_waiting(ip, fx);
         }
     }
@@ -685,6 +685,14 @@ impl Daemon {
             self.execute(fx).await;
         }
         self.expire_waiting(now);
+        // Flows dropped unjudged for room are still in the conntrack
+        // table: once their device is known and the flood has passed,
+        // judge it again.
+        if self.resync.is_none() && self.pending.recovery_due(self.clock.elapsed().as_millis() as u64) {
+            self.engine.counters.pending_recoveries += 1;
+            tracing::info!(dropped = self.engine.counters.pending_evicted, "judging the conntrack table again for the flows dropped unjudged");
+            self.begin_resync(false);
+        }
         self.start_fetches(now);
         self.notify.tick(&self.engine.policy().config.notify, || self.engine.device_reports(now));
     }

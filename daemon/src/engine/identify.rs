@@ -28,7 +28,20 @@ pub struct Waiting<T> {
     items: usize,
     cap: usize,
     per_addr: usize,
+    /// Addresses whose items were dropped for room. The conntrack table
+    /// still holds those flows: once such an address is identified, they
+    /// are owed a judgement from a dump. Spoofed sources, never
+    /// identified, owe nothing and cost no dump.
+    owed: BoundedMap<IpAddr, ()>,
+    /// An owed address was identified since the last recovery.
+    owed_found: bool,
+    last_recovery: Option<u64>,
 }
+
+/// A recovery dump runs at most this often (ms), and only once the waiting
+/// room is back under half full, so that a flood that goes on costs one
+/// table walk per interval, not one per dropped flow.
+pub const RECOVERY_GAP_MS: u64 = 5000;
 
 impl<T> Default for Waiting<T> {
     fn default() -> Self {
@@ -40,7 +53,7 @@ impl<T> Waiting<T> {
     pub fn new(cap: usize, per_addr: usize) -> Self {
         let cap = cap.max(1);
         // Each address holds at least one item: addresses never outnumber items.
-        Waiting { by_addr: BoundedMap::new(cap), items: 0, cap, per_addr: per_addr.max(1) }
+        Waiting { by_addr: BoundedMap::new(cap), items: 0, cap, per_addr: per_addr.max(1), owed: BoundedMap::new(cap), owed_found: false, last_recovery: None }
     }
 
     /// Items waiting.
@@ -79,6 +92,9 @@ impl<T> Waiting<T> {
                 None => break,
             }
         }
+        for (a, _) in &dropped {
+            self.owed.insert(*a, ());
+        }
         if !self.by_addr.contains_key(&addr) {
             // Room was made above, so this never evicts.
             self.by_addr.insert(addr, VecDeque::new());
@@ -103,8 +119,31 @@ impl<T> Waiting<T> {
         Some((addr, item))
     }
 
+    /// Whether something was dropped for room from what waited for `addr`.
+    pub fn owes(&self, addr: IpAddr) -> bool {
+        self.owed.contains_key(&addr)
+    }
+
+    /// Whether to judge the whole conntrack table again now (`now` in ms,
+    /// monotonic): an address whose flows were dropped unjudged for room
+    /// has been identified, the room is under half full and the last
+    /// recovery is `RECOVERY_GAP_MS` old. Answers `true` once per debt.
+    pub fn recovery_due(&mut self, now: u64) -> bool {
+        let quiet = self.items < self.cap / 2;
+        let gap = self.last_recovery.map_or(true, |t| now >= t.saturating_add(RECOVERY_GAP_MS) || now < t);
+        if !(self.owed_found && quiet && gap) {
+            return false;
+        }
+        self.owed_found = false;
+        self.last_recovery = Some(now);
+        true
+    }
+
     /// The address's device is known now: everything that waited for it.
     pub fn take(&mut self, addr: IpAddr) -> Vec<T> {
+        if self.owed.remove(&addr).is_some() {
+            self.owed_found = true;
+        }
         let q = self.by_addr.remove(&addr).unwrap_or_default();
         self.items -= q.len();
         q.into_iter().map(|(t, _)| t).collect()
@@ -291,6 +330,61 @@ mod tests {
         assert_eq!(w.take(ip(1)), Vec::<&str>::new());
         assert_eq!(w.len(), 1);
         assert_eq!(w.addrs().collect::<Vec<_>>(), [ip(2)]);
+    }
+
+    #[test]
+    fn flows_dropped_for_room_are_owed_one_recovery_once_their_device_is_known() {
+        let mut w = Waiting::new(4, 4);
+        for n in 0..4 {
+            assert!(w.park(ip(n), n, 10).is_empty());
+        }
+        assert!(!w.recovery_due(0), "nothing dropped, nothing owed");
+        assert_eq!(w.park(ip(9), 9, 10), vec![(ip(0), 0)]);
+        assert!(w.owes(ip(0)));
+        for n in 1..4 {
+            w.take(ip(n));
+        }
+        assert!(!w.recovery_due(100), "the address whose flow was dropped is still unknown");
+        w.take(ip(0));
+        assert!(!w.owes(ip(0)));
+        assert!(w.recovery_due(100));
+        assert!(!w.recovery_due(200), "once per debt");
+        // A new debt soon after waits out the gap.
+        for n in 10..15 {
+            w.park(ip(n), n, 10);
+        }
+        for n in 9..15 {
+            w.take(ip(n));
+        }
+        assert!(!w.recovery_due(100 + RECOVERY_GAP_MS / 2));
+        assert!(w.recovery_due(100 + RECOVERY_GAP_MS));
+    }
+
+    #[test]
+    fn a_flood_that_keeps_the_room_full_defers_recovery() {
+        let mut w = Waiting::new(4, 4);
+        for n in 0..5 {
+            w.park(ip(n), n, 10);
+        }
+        w.take(ip(0));
+        assert!(!w.owes(ip(0)));
+        assert_eq!(w.len(), 4);
+        assert!(!w.recovery_due(0), "full: the flood goes on");
+        for n in 1..4 {
+            w.take(ip(n));
+        }
+        assert!(w.recovery_due(0));
+    }
+
+    #[test]
+    fn spoofed_sources_never_identified_owe_no_dump() {
+        let mut w = Waiting::new(4, 2);
+        for n in 0..100 {
+            w.park(ip(n), n, 10);
+        }
+        w.expire(10);
+        assert!(w.is_empty());
+        assert!(!w.recovery_due(100_000));
     }
 
     #[test]

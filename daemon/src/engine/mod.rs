@@ -155,6 +155,8 @@ pub struct Counters {
     /// for room, or waited in vain until their deadline.
     pub pending_evicted: u64,
     pub pending_expired: u64,
+    /// Conntrack dumps run to judge the flows dropped for room.
+    pub pending_recoveries: u64,
     /// MACs seen for the first time and announced (`DEVICE action=new`),
     /// and those past the rate left unannounced.
     pub devices_new: u64,
