@@ -58,7 +58,48 @@ pub struct DaemonConfig {
     /// router with little RAM may want less, and then relies more on
     /// resyncs after lost events.
     pub conntrack_buffer: usize,
+    /// Hold DNS answers to LAN devices until judged (SPEC §2).
+    pub dns_hold: DnsHold,
+    /// NFQUEUE number the held answers go to (default 5336).
+    pub dns_queue: u16,
 }
+
+/// `daemon.dns_hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsHold {
+    /// Hold where the kernel has nft `queue`, else snoop a copy (NFLOG).
+    Auto,
+    /// Hold, or refuse to start.
+    On,
+    /// Snoop a copy only.
+    Off,
+    /// Another firewall queues the answers to `dns_queue`: read that queue,
+    /// install no queue rule.
+    External,
+}
+
+/// `profile.dns_filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsFilter {
+    Off,
+    /// A held answer whose name this device's profile denies becomes NXDOMAIN.
+    Nxdomain,
+}
+
+/// `profile.dns_bypass`: DNS that goes around the router's resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsBypass {
+    Allow,
+    /// One alert per attempt (suppressed like any alert).
+    Alert,
+    /// Plain DNS redirected to the router, DoT/DoQ and DoH endpoints cut, alerted.
+    Block,
+}
+
+pub const DEFAULT_DNS_QUEUE: u16 = 5336;
 
 pub const DEFAULT_CONNTRACK_BUFFER: usize = 64 << 20;
 pub const MIN_CONNTRACK_BUFFER: u64 = 64 << 10;
@@ -92,6 +133,30 @@ pub struct Profile {
     /// Bytes sent to one unconsented destination within alert_interval
     /// that trigger an ALERT.
     pub upload_alert: Option<u64>,
+    pub dns_filter: DnsFilter,
+    pub dns_bypass: DnsBypass,
+    /// Lists (names of `[list.*]`) of DNS-over-HTTPS endpoints cut on 443
+    /// when `dns_bypass = "block"`, alerted when `"alert"`.
+    pub dns_bypass_lists: Vec<String>,
+}
+
+impl Profile {
+    /// Every key at its default, with no name.
+    pub const DEFAULTS: Profile = Profile {
+        name: String::new(),
+        unlisted: crate::policy::verdict::Verdict::Allow,
+        denied: crate::policy::verdict::Verdict::Block,
+        deny: Vec::new(),
+        upload_alert: None,
+        dns_filter: DnsFilter::Off,
+        dns_bypass: DnsBypass::Alert,
+        dns_bypass_lists: Vec::new(),
+    };
+
+    /// A profile with every key at its default.
+    pub fn implicit(name: &str) -> Self {
+        Profile { name: name.to_string(), ..Self::DEFAULTS }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -489,3 +489,23 @@ fn notify_bad_keys_are_reported() {
     );
     assert_eq!(toml_errs("[notify]\n[notify]\n").len(), 1);
 }
+
+#[test]
+fn dns_hold_filter_and_bypass() {
+    let c = toml(EXAMPLE_TOML);
+    assert_eq!((c.daemon.dns_hold, c.daemon.dns_queue), (DnsHold::Auto, 5336));
+    let phone = &c.profiles["phone"];
+    assert_eq!((phone.dns_filter, phone.dns_bypass), (DnsFilter::Nxdomain, DnsBypass::Block));
+    assert_eq!(phone.dns_bypass_lists, ["doh"]);
+    let iot = &c.profiles["iot"];
+    assert_eq!((iot.dns_filter, iot.dns_bypass), (DnsFilter::Off, DnsBypass::Alert), "the defaults");
+    let c = uci("config daemon\n\toption dns_hold 'external'\n\toption dns_queue '7'\n");
+    assert_eq!((c.daemon.dns_hold, c.daemon.dns_queue), (DnsHold::External, 7));
+    assert_eq!(toml_errs("[daemon]\ndns_hold = \"yes\"\n"), [p("2 daemon.dns_hold")]);
+    assert_eq!(toml_errs("[daemon]\ndns_queue = 70000\n"), [p("2 daemon.dns_queue")]);
+    assert_eq!(toml_errs("[profile.a]\ndns_bypass = \"drop\"\ndns_filter = \"refused\"\n"), [p("2 profile.a.dns_bypass"), p("3 profile.a.dns_filter")]);
+    assert_eq!(toml_errs("[profile.a]\ndns_bypass_lists = [\"nope\"]\n"), [p("2 profile.a.dns_bypass_lists")]);
+    let e = one_err(parse_toml(Path::new("t.toml"), "[daemon]\ndns_hold = \"off\"\n[profile.a]\ndns_filter = \"nxdomain\"\n"));
+    assert_eq!((e.line, e.key.as_str()), (4, "profile.a.dns_filter"));
+    assert!(e.to_string().contains("dns_hold"), "{e}");
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::raw::{RawDoc, RawOption, RawSection, RawValue, Syntax};
 use super::units::{duration_secs, parse_duration, parse_size, MAX_DURATION_SECS};
 use super::{Config, ConfigError, ConfigErrors, DaemonConfig, Defaults, DeviceConfig, GeoipConfig, ListDef, Mode, Profile};
+use super::{DnsBypass, DnsFilter, DnsHold, DEFAULT_DNS_QUEUE};
 use super::{DEFAULT_CONNTRACK_BUFFER, MAX_CONNTRACK_BUFFER, MIN_CONNTRACK_BUFFER};
 use super::{DEFAULT_LIST_REFRESH, MAX_LIST_URLS, MAX_URL_LEN, MIN_LIST_REFRESH};
 use crate::mac::Mac;
@@ -25,10 +26,10 @@ pub(crate) const NAMED_KINDS: &[&str] = &["profile", "list"];
 pub(crate) const MULTI_KINDS: &[&str] = &["device"];
 
 const DAEMON_KEYS: &[&str] =
-    &["mode", "lan", "alert_interval", "dns_nflog_group", "keep_on_exit", "leases", "state_dir", "socket", "nft_table", "syslog", "conntrack_buffer"];
+    &["mode", "lan", "alert_interval", "dns_nflog_group", "keep_on_exit", "leases", "state_dir", "socket", "nft_table", "syslog", "conntrack_buffer", "dns_hold", "dns_queue"];
 const GEOIP_KEYS: &[&str] = &["country_db", "asn_db"];
 const DEFAULTS_KEYS: &[&str] = &["profile", "learn"];
-const PROFILE_KEYS: &[&str] = &["unlisted", "denied", "deny", "upload_alert"];
+const PROFILE_KEYS: &[&str] = &["unlisted", "denied", "deny", "upload_alert", "dns_filter", "dns_bypass", "dns_bypass_lists"];
 const LIST_KEYS: &[&str] = &["files", "selectors", "urls", "refresh"];
 const DEVICE_KEYS: &[&str] = &["mac", "name", "profile", "consent"];
 
@@ -84,23 +85,24 @@ pub(crate) fn validate(file: &Path, doc: RawDoc) -> Result<Config, ConfigErrors>
     let notify = v.notify(singles.get("notify").copied());
 
     let lists: BTreeMap<String, ListDef> = lists.iter().map(|(name, sec)| (name.to_string(), v.list_def(name, sec))).collect();
+    let profile_secs = profiles;
     let mut profiles: BTreeMap<String, Profile> =
-        profiles.iter().map(|(name, sec)| (name.to_string(), v.profile(name, sec, &lists))).collect();
+        profile_secs.iter().map(|(name, sec)| (name.to_string(), v.profile(name, sec, &lists))).collect();
 
     if !profiles.contains_key(&defaults.profile) {
         if defaults.profile == DEFAULT_PROFILE {
-            profiles.insert(
-                DEFAULT_PROFILE.to_string(),
-                Profile {
-                    name: DEFAULT_PROFILE.to_string(),
-                    unlisted: Verdict::Allow,
-                    denied: Verdict::Block,
-                    deny: Vec::new(),
-                    upload_alert: None,
-                },
-            );
+            profiles.insert(DEFAULT_PROFILE.to_string(), Profile::implicit(DEFAULT_PROFILE));
         } else {
             v.err(default_line, "defaults.profile", format!("no profile {:?} is configured", defaults.profile));
+        }
+    }
+
+    if daemon.dns_hold == DnsHold::Off {
+        for (name, sec) in &profile_secs {
+            if profiles.get(*name).is_some_and(|p| p.dns_filter == DnsFilter::Nxdomain) {
+                let line = sec.options.iter().find(|o| o.key == "dns_filter").map_or(sec.line, |o| o.line);
+                v.err(line, &format!("profile.{name}.dns_filter"), "\"nxdomain\" needs held answers, and daemon.dns_hold is \"off\"");
+            }
         }
     }
 
@@ -322,7 +324,27 @@ impl Validator<'_> {
             nft_table: "leash".to_string(),
             syslog: PathBuf::from("/dev/log"),
             conntrack_buffer: DEFAULT_CONNTRACK_BUFFER,
+            dns_hold: DnsHold::Auto,
+            dns_queue: DEFAULT_DNS_QUEUE,
         };
+        if let Some((key, opt)) = f.get("dns_hold") {
+            match self.string(&key, opt).as_deref() {
+                Some("auto") => d.dns_hold = DnsHold::Auto,
+                Some("on") => d.dns_hold = DnsHold::On,
+                Some("off") => d.dns_hold = DnsHold::Off,
+                Some("external") => d.dns_hold = DnsHold::External,
+                Some(other) => self.err(opt.line, &key, format!("expected \"auto\", \"on\", \"off\" or \"external\", found {other:?}")),
+                None => {}
+            }
+        }
+        if let Some((key, opt)) = f.get("dns_queue") {
+            if let Some(n) = self.int(&key, opt) {
+                match u16::try_from(n) {
+                    Ok(q) => d.dns_queue = q,
+                    _ => self.err(opt.line, &key, format!("must be 0..=65535, found {n}")),
+                }
+            }
+        }
         if let Some((key, opt)) = f.get("conntrack_buffer") {
             if let Some(n) = self.size(&key, opt) {
                 if (MIN_CONNTRACK_BUFFER..=MAX_CONNTRACK_BUFFER).contains(&n) {
@@ -477,13 +499,7 @@ impl Validator<'_> {
 
     fn profile(&mut self, name: &str, sec: &RawSection, lists: &BTreeMap<String, ListDef>) -> Profile {
         let f = self.fields(format!("profile.{name}"), Some(sec), PROFILE_KEYS);
-        let mut p = Profile {
-            name: name.to_string(),
-            unlisted: Verdict::Allow,
-            denied: Verdict::Block,
-            deny: Vec::new(),
-            upload_alert: None,
-        };
+        let mut p = Profile::implicit(name);
         for (k, slot) in [("unlisted", &mut p.unlisted), ("denied", &mut p.denied)] {
             if let Some((key, opt)) = f.get(k) {
                 if let Some(s) = self.string(&key, opt) {
@@ -505,6 +521,32 @@ impl Validator<'_> {
         }
         if let Some((key, opt)) = f.get("upload_alert") {
             p.upload_alert = self.size(&key, opt);
+        }
+        if let Some((key, opt)) = f.get("dns_filter") {
+            match self.string(&key, opt).as_deref() {
+                Some("off") => p.dns_filter = DnsFilter::Off,
+                Some("nxdomain") => p.dns_filter = DnsFilter::Nxdomain,
+                Some(other) => self.err(opt.line, &key, format!("expected \"off\" or \"nxdomain\", found {other:?}")),
+                None => {}
+            }
+        }
+        if let Some((key, opt)) = f.get("dns_bypass") {
+            match self.string(&key, opt).as_deref() {
+                Some("allow") => p.dns_bypass = DnsBypass::Allow,
+                Some("alert") => p.dns_bypass = DnsBypass::Alert,
+                Some("block") => p.dns_bypass = DnsBypass::Block,
+                Some(other) => self.err(opt.line, &key, format!("expected \"allow\", \"alert\" or \"block\", found {other:?}")),
+                None => {}
+            }
+        }
+        if let Some((key, opt)) = f.get("dns_bypass_lists") {
+            for (list, line) in self.list(&key, opt).unwrap_or_default() {
+                if !lists.contains_key(&list) {
+                    self.err(line, &key, format!("no list {list:?} is configured"));
+                } else if !p.dns_bypass_lists.contains(&list) {
+                    p.dns_bypass_lists.push(list);
+                }
+            }
         }
         p
     }

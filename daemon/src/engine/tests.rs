@@ -16,7 +16,7 @@ fn config(mode: Mode, denied: Verdict, unlisted: Verdict) -> Config {
     let mut profiles = BTreeMap::new();
     profiles.insert(
         "iot".to_string(),
-        Profile { name: "iot".into(), unlisted, denied, deny: vec!["bad".into()], upload_alert: None },
+        Profile { unlisted, denied, deny: vec!["bad".into()], ..Profile::implicit("iot") },
     );
     Config {
         source: "/etc/leash/leash.toml".into(),
@@ -32,6 +32,8 @@ fn config(mode: Mode, denied: Verdict, unlisted: Verdict) -> Config {
             nft_table: "leash".into(),
             syslog: "/dev/log".into(),
             conntrack_buffer: crate::config::DEFAULT_CONNTRACK_BUFFER,
+            dns_hold: crate::config::DnsHold::Auto,
+            dns_queue: crate::config::DEFAULT_DNS_QUEUE,
         },
         geoip: GeoipConfig::default(),
         defaults: Defaults { profile: "iot".into(), learn: Duration::ZERO },

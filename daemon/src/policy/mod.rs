@@ -146,8 +146,7 @@ impl Policy {
 }
 
 /// Used only when a configuration names no profile at all: allow everything.
-static IMPLICIT_PROFILE: Profile =
-    Profile { name: String::new(), unlisted: Verdict::Allow, denied: Verdict::Block, deny: Vec::new(), upload_alert: None };
+static IMPLICIT_PROFILE: Profile = Profile::DEFAULTS;
 
 #[cfg(test)]
 mod tests {
