@@ -96,10 +96,9 @@ impl Daemon {
     /// naming it and a count; at start and on reload there is none.
     pub(super) async fn rebuild_table(&mut self) -> Result<(), NftError> {
         let damage = self.watch.start_rebuild(Instant::now());
-        let cfg = &self.engine.policy().config.daemon;
-        let table = cfg.nft_table.clone();
+        let table = self.engine.policy().config.daemon.nft_table.clone();
         let elements = self.engine.all_elements(now());
-        let script = nft::ruleset(&table, &cfg.lan, cfg.dns_nflog_group, &elements);
+        let script = nft::ruleset(&self.layout(), &elements);
         let blocks = elements.iter().filter(|(e, _)| matches!(e, Elem::Block(..))).count();
         let quarantines = elements.len() - blocks;
         match nft::apply::run_script("table", &script) {

@@ -28,6 +28,7 @@ mod effects;
 mod fetch;
 mod heal;
 mod subscriptions;
+mod hold;
 mod resync;
 
 /// Flows and DNS answers of LAN addresses whose MAC is not known yet wait
@@ -111,6 +112,9 @@ struct Daemon {
     leases_mtime: Option<SystemTime>,
     timing: EnforceTiming,
     dns_bound: bool,
+    /// How DNS answers reach leash: decided at start (`dns_hold`, and
+    /// whether this kernel has nft `queue`), kept until restart.
+    dns_path: nft::DnsPath,
     vendors: crate::names::vendor::Vendors,
     /// When byte counters were last read from a dump (for upload_alert).
     counters_read: u64,
@@ -194,11 +198,11 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
     d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
-    d.rebuild_table().await.context("installing the nftables table")?;
+    d.install_table().await?;
     d.name_vendors(&mut start_fx);
     d.execute(start_fx).await;
     d.bind_dns().await;
@@ -214,8 +218,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let keep = d.engine.policy().config.daemon.keep_on_exit;
     let table = d.engine.policy().config.daemon.nft_table.clone();
     let outcome = if keep {
-        let cfg = &d.engine.policy().config.daemon;
-        let script = nft::ruleset(&table, &cfg.lan, cfg.dns_nflog_group, &untimed(&d.engine.persisted_elements()));
+        let script = nft::ruleset(&d.layout(), &untimed(&d.engine.persisted_elements()));
         nft::apply::run_script("table", &script).map(drop)
     } else {
         nft::apply::delete_table(&table)

@@ -9,7 +9,7 @@ pub mod apply;
 mod ruleset;
 pub mod watch;
 
-pub use ruleset::ruleset;
+pub use ruleset::{queue_probe, ruleset, DnsPath, Layout};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -4,6 +4,26 @@ use std::fmt::Write;
 
 use super::*;
 
+/// How DNS answers to LAN devices reach leash (SPEC §2, `dns_hold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsPath {
+    /// A copy of each answer to this NFLOG group; the packet goes on.
+    Snoop { group: u16 },
+    /// Each answer is held in this NFQUEUE until leash lets it go;
+    /// `bypass`: it passes when nobody reads the queue.
+    Hold { queue: u16 },
+    /// Another firewall queues the answers: no DNS rule here.
+    External,
+}
+
+/// What the table is built from, besides its elements.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    pub table: &'a str,
+    pub lan: &'a [String],
+    pub dns: DnsPath,
+}
+
 /// Builds the script: create the table (so that the delete cannot fail),
 /// delete it, and define it whole with `elements` in force from the first
 /// packet, each with its timeout (`None`: until removed), so that a rebuild
@@ -13,7 +33,15 @@ use super::*;
 /// Chains hook at `filter - 10`, before fw4's filter chains; a drop in any
 /// base chain is final, so fw4's accepts cannot undo it, and leash never
 /// touches fw4's table.
-pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[(Elem, Option<Duration>)]) -> String {
+pub fn ruleset(layout: &Layout, elements: &[(Elem, Option<Duration>)]) -> String {
+    let Layout { table, lan, dns } = *layout;
+    // The rule that hands an answer to leash: the verdict (queue) or the
+    // statement (log) that ends each DNS rule.
+    let to_leash = match dns {
+        DnsPath::Snoop { group } => Some(format!("log group {group} comment \"DNS answers to leash\"")),
+        DnsPath::Hold { queue } => Some(format!("queue num {queue} bypass comment \"DNS answers held until leash judged them\"")),
+        DnsPath::External => None,
+    };
     let lan_set = lan.iter().map(|l| format!("\"{}\"", escape(l))).collect::<Vec<_>>().join(", ");
     let mut s = String::new();
     let _ = writeln!(s, "table inet {table} {{}}");
@@ -60,19 +88,29 @@ pub fn ruleset(table: &str, lan: &[String], dns_group: u16, elements: &[(Elem, O
     let _ = writeln!(s, "\t\tip daddr @{SET_QUARANTINE_V4} counter drop comment \"inbound to a quarantined device\"");
     let _ = writeln!(s, "\t\tip6 daddr @{SET_QUARANTINE_V6} counter drop comment \"inbound to a quarantined device\"");
     // Answers of outside resolvers a device asked directly (8.8.8.8, ...).
-    let _ = writeln!(s, "\t\tudp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
-    let _ = writeln!(s, "\t\ttcp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
+    if let Some(to) = &to_leash {
+        let _ = writeln!(s, "\t\tudp sport 53 ct direction reply {to}");
+        let _ = writeln!(s, "\t\ttcp sport 53 ct direction reply {to}");
+    }
     let _ = writeln!(s, "\t}}");
     // Answers of the router's own resolver (dnsmasq) to LAN devices.
     let _ = writeln!(s, "\tchain dns_out {{");
     let _ = writeln!(s, "\t\ttype filter hook output priority filter - 10; policy accept;");
-    if !lan.is_empty() {
-        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} udp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
-        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} tcp sport 53 ct direction reply log group {dns_group} comment \"DNS answers to leash\"");
+    if let (false, Some(to)) = (lan.is_empty(), &to_leash) {
+        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} udp sport 53 ct direction reply {to}");
+        let _ = writeln!(s, "\t\toifname {{ {lan_set} }} tcp sport 53 ct direction reply {to}");
     }
     let _ = writeln!(s, "\t}}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// A transaction that adds a table with one `queue` rule and deletes it
+/// again: it commits only where the kernel has nft `queue`
+/// (kmod-nft-queue), and leaves nothing behind either way.
+pub fn queue_probe(table: &str, queue: u16) -> String {
+    let t = format!("{table}_probe");
+    format!("table inet {t} {{\n\tchain c {{\n\t\tudp sport 53 queue num {queue} bypass\n\t}}\n}}\ndelete table inet {t}\n")
 }
 
 /// A timeout as nft reads it. Milliseconds unless whole seconds; never 0,
@@ -99,10 +137,9 @@ mod tests {
     #[test]
     fn golden_script() {
         let mac: Mac = "aa:bb:cc:dd:ee:ff".parse().unwrap();
+        let lan = ["br-lan".to_string(), "wlan0".to_string()];
         let s = ruleset(
-            "leash",
-            &["br-lan".into(), "wlan0".into()],
-            5335,
+            &Layout { table: "leash", lan: &lan, dns: DnsPath::Snoop { group: 5335 } },
             &[
                 (Elem::QuarantineMac(mac), None),
                 (Elem::QuarantineAddr("192.168.1.23".parse().unwrap()), None),
@@ -160,6 +197,23 @@ table inet leash {
 }
 "#;
         assert_eq!(s, want);
+    }
+
+    /// With `dns_hold`, the same table queues the answers instead of
+    /// logging them (OpenWrt's kmod-nft-queue; this lab kernel has no nft
+    /// queue, so the text is checked here and the lab queues with iptables).
+    #[test]
+    fn golden_hold_and_external() {
+        let lan = ["br-lan".to_string()];
+        let hold = ruleset(&Layout { table: "leash", lan: &lan, dns: DnsPath::Hold { queue: 5336 } }, &[]);
+        let want_in = "\t\tudp sport 53 ct direction reply queue num 5336 bypass comment \"DNS answers held until leash judged them\"\n\t\ttcp sport 53 ct direction reply queue num 5336 bypass comment \"DNS answers held until leash judged them\"\n\t}\n\tchain dns_out {";
+        assert!(hold.contains(want_in), "{hold}");
+        let want_out = "\t\toifname { \"br-lan\" } udp sport 53 ct direction reply queue num 5336 bypass comment \"DNS answers held until leash judged them\"\n\t\toifname { \"br-lan\" } tcp sport 53 ct direction reply queue num 5336 bypass comment \"DNS answers held until leash judged them\"\n\t}\n}\n";
+        assert!(hold.ends_with(want_out), "{hold}");
+        assert!(!hold.contains("log group"));
+        let ext = ruleset(&Layout { table: "leash", lan: &lan, dns: DnsPath::External }, &[]);
+        assert!(!ext.contains("sport 53"), "{ext}");
+        assert!(ext.contains("chain dns_out {\n\t\ttype filter hook output priority filter - 10; policy accept;\n\t}"), "{ext}");
     }
 
     #[test]
