@@ -7,6 +7,7 @@
 mod commands;
 mod enforce;
 mod events;
+mod filter;
 mod judge;
 mod report;
 

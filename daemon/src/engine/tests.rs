@@ -666,3 +666,39 @@ fn a_flood_of_new_macs_is_announced_at_a_bounded_rate() {
     e.on_neighbour(3, ip("192.168.7.51"), Some(Mac([2, 9, 9, 9, 9, 9])), false, 5060, &mut fx);
     assert_eq!(logs(&fx).len(), 1);
 }
+
+/// The engine of `engine()`, reloaded with the camera's profile filtering
+/// DNS (the phone keeps a profile without the filter).
+fn filtering_engine(mode: Mode) -> Engine {
+    let mut e = engine(mode, Verdict::Block, Verdict::Allow);
+    let mut c = config(mode, Verdict::Block, Verdict::Allow);
+    c.profiles.insert("cam".into(), Profile { deny: vec!["bad".into()], dns_filter: crate::config::DnsFilter::Nxdomain, ..Profile::implicit("cam") });
+    c.devices[0].profile = Some("cam".into());
+    c.devices[0].consent.push("=ok.tracking.example.com".parse().unwrap());
+    let lists = e.policy().lists.clone();
+    let mut fx = Vec::new();
+    e.reload(Policy { config: c, lists, geo: e.policy().geo.clone() }, 1000, &mut fx);
+    e
+}
+
+#[test]
+fn dns_filter_turns_denied_names_and_chains_into_nxdomain_for_that_device_only() {
+    let e = filtering_engine(Mode::Enforce);
+    let cam = ip("192.168.7.11");
+    // The question name itself, with or without records.
+    let j = e.dns_filter(cam, "tracking.example.com", &[], R, 1001).expect("denied name filtered");
+    assert_eq!((j.verdict, j.rule.to_string().as_str()), (Verdict::Block, "list:bad"));
+    // A harmless question whose CNAME chain leads to a denied name.
+    let chain = [dns("192.0.2.80", &["cdn.example.org", "edge.tracking.example.com"])];
+    assert!(e.dns_filter(cam, "cdn.example.org", &chain, R, 1001).is_some());
+    assert!(e.dns_filter(cam, "www.example.org", &[dns("192.0.2.81", &["www.example.org"])], R, 1001).is_none());
+    // A consent beats the list, as for flows; from an outside resolver it
+    // does not count, so the answer is filtered there.
+    assert!(e.dns_filter(cam, "ok.tracking.example.com", &[], R, 1001).is_none());
+    assert!(e.dns_filter(cam, "ok.tracking.example.com", &[], Resolver::Outside(ip("192.0.2.53")), 1001).is_some());
+    // The phone's profile does not filter; unknown clients are not filtered.
+    assert!(e.dns_filter(ip("192.168.7.12"), "tracking.example.com", &[], R, 1001).is_none());
+    assert!(e.dns_filter(ip("192.168.7.99"), "tracking.example.com", &[], R, 1001).is_none());
+    // Monitor mode touches no traffic.
+    assert!(filtering_engine(Mode::Monitor).dns_filter(cam, "tracking.example.com", &[], R, 1001).is_none());
+}
