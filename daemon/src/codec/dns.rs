@@ -134,7 +134,7 @@ struct IpPacket<'a> {
     partial: bool,
 }
 
-fn bytes<const N: usize>(b: &[u8], at: usize, what: &'static str) -> Result<[u8; N], DnsError> {
+pub(super) fn bytes<const N: usize>(b: &[u8], at: usize, what: &'static str) -> Result<[u8; N], DnsError> {
     b.get(at..at.saturating_add(N))
         .and_then(|s| <[u8; N]>::try_from(s).ok())
         .ok_or(DnsError::Truncated(what))
@@ -350,7 +350,7 @@ fn read_rr(msg: &[u8], off: usize) -> Result<(Option<(String, u32, Rr)>, usize),
 /// ends (the name's start, or the previous pointer's target), so every
 /// jump goes further back and no loop is possible; the pointer count and
 /// length caps bound the work on top of that.
-fn read_name(msg: &[u8], off: usize) -> Result<(String, usize), DnsError> {
+pub(super) fn read_name(msg: &[u8], off: usize) -> Result<(String, usize), DnsError> {
     let mut name = String::new();
     let (mut pos, mut run_start) = (off, off);
     let mut end = None;
