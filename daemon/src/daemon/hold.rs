@@ -18,7 +18,7 @@ pub(super) fn initial_dns_path(cfg: &DaemonConfig) -> DnsPath {
 impl Daemon {
     pub(super) fn layout(&self) -> nft::Layout<'_> {
         let cfg = &self.engine.policy().config.daemon;
-        nft::Layout { table: &cfg.nft_table, lan: &cfg.lan, dns: self.dns_path }
+        nft::Layout { table: &cfg.nft_table, lan: &cfg.lan, dns: self.dns_path, bypass: None }
     }
 
     /// Installs the table at start. With `dns_hold = "auto"`, a kernel that
