@@ -197,6 +197,7 @@ impl Engine {
         self.expire_consents(now, out);
         self.names.expire(now);
         self.prune_suppress(now);
+        self.tick_bypass(now, out);
     }
 
     /// Whether a conntrack entry (original and reply direction) belongs to a cut.
