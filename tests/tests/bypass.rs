@@ -152,3 +152,17 @@ fn reload_out_of_block_restores_direct_dns() {
     assert_reaches(&lab, 1, DOH, HTTPS);
     assert!(!lab.daemon_log().contains("refused an element update"), "{}", lab.daemon_log());
 }
+
+/// Someone empties `bypass_mac` (a hand edit): leash rebuilds the table
+/// with the element, which is derived from the configuration, not a
+/// persisted decision, and the redirect works again.
+#[test]
+fn flushed_bypass_set_is_rebuilt_with_its_members() {
+    let (lab, _servers) = bypass_lab("bypass_heal", 1);
+    lab.wait_until(Duration::from_secs(5), "bypass_mac holds device 1", || lab.set_has("bypass_mac", &mac(1)));
+    lab.nft_script("flush set inet leash bypass_mac\n");
+    lab.wait_syslog("the table rebuilt after the flush", |l| l.pri == leash_lab::PRI_ERR && l.msg.contains("bypass_mac"));
+    lab.wait_until(Duration::from_secs(5), "bypass_mac holds device 1 again", || lab.set_has("bypass_mac", &mac(1)));
+    assert!(lab.set_has("doh_v4", DOH));
+    assert_eq!(lab.resolve(1, OUTSIDE_RESOLVER, NAME, QType::A), [ip(ROUTER_SAYS)]);
+}

@@ -192,6 +192,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
         apply_route(&mut engine, ev, &mut start_fx);
     }
+    engine.cut_bypassing_all(&mut start_fx);
     let listener = server::bind(&daemon_cfg.socket)?;
 
     // The nf_tables notification socket is open already (Kernel::open), so

@@ -79,9 +79,41 @@ impl Engine {
             }
             self.bypass.members.insert(mac);
             out.push(Effect::Set(SetChange::Add { elem: Elem::BypassMac(mac), timeout: None }));
+            self.cut_bypassing(mac, out);
         } else {
             self.bypass.members.remove(&mac);
             out.push(Effect::Set(SetChange::Delete(Elem::BypassMac(mac))));
+        }
+    }
+
+    /// The device's flows around the router's resolver that its new
+    /// element cannot catch: the nat redirect acts on new flows only.
+    fn cut_bypassing(&self, mac: Mac, out: &mut Vec<Effect>) {
+        let addrs = self.device_addrs(mac, None);
+        if !addrs.is_empty() {
+            out.push(Effect::Cut(Cut::Bypass(addrs)));
+        }
+    }
+
+    /// At start: the members' flows from before leash (re)started.
+    pub fn cut_bypassing_all(&self, out: &mut Vec<Effect>) {
+        for mac in &self.bypass.members {
+            self.cut_bypassing(*mac, out);
+        }
+    }
+
+    /// Whether a flow (original and reply direction) goes around the
+    /// router's resolver: DNS to another resolver that was not redirected
+    /// (its reply would come from the router), 853, a DoH endpoint.
+    pub(super) fn bypasses(&self, orig: &Flow, reply: Option<&Flow>) -> bool {
+        if !matches!(orig.proto, 6 | 17) {
+            return false;
+        }
+        match orig.dport {
+            53 => reply.map_or(true, |r| self.net.is_internet(r.src)),
+            853 => true,
+            443 => self.bypass.doh.contains(orig.dst),
+            _ => false,
         }
     }
 

@@ -213,6 +213,7 @@ impl Engine {
                     || reply.is_some_and(|r| out(r.src, r.dst))
                     || addrs.contains(&orig.dst) && self.net.is_internet(orig.src)
             }
+            Cut::Bypass(addrs) => addrs.contains(&orig.src) && self.net.is_internet(orig.dst) && self.bypasses(orig, reply),
         }
     }
 }

@@ -90,6 +90,11 @@ pub enum Cut {
     To { addrs: Vec<IpAddr>, dst: IpAddr },
     /// Every flow of these addresses to or from the internet.
     Device(Vec<IpAddr>),
+    /// The flows of these addresses (one device's, whose profile now
+    /// blocks `dns_bypass`) that go around the router's resolver and were
+    /// opened before its element: DNS to another resolver not redirected,
+    /// 853, DoH endpoints. Cut, their next packets meet the bypass rules.
+    Bypass(Vec<IpAddr>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

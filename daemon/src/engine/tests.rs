@@ -862,3 +862,33 @@ fn rule_dns_bypass_round_trips() {
     assert_eq!(Rule::DnsBypass.to_string(), "dns_bypass");
     assert_eq!("dns_bypass".parse::<Rule>(), Ok(Rule::DnsBypass));
 }
+
+#[test]
+fn bypass_cut_selects_flows_that_go_around_the_resolver() {
+    use crate::config::DnsBypass;
+    let mut c = bypass_config(Mode::Enforce, DnsBypass::Block);
+    c.defaults.profile = "phone".into();
+    let mut e = Engine::new(Policy::new(c, bypass_lists()), State::new(), 1000);
+    e.net.link(3, "br-lan");
+    e.net.addr(3, ip("192.168.7.1"), 24);
+    let other = Mac([2, 0, 0, 0, 7, 9]);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.19"), Some(other), false, 1000, &mut fx);
+    // Joining the profile cuts what its element cannot catch.
+    let cut = Cut::Bypass(vec![ip("192.168.7.19")]);
+    assert!(fx.contains(&Effect::Cut(cut.clone())), "{fx:?}");
+    let direct = to("192.168.7.19", "9.9.9.9", 17, 53);
+    let direct_reply = to("9.9.9.9", "192.168.7.19", 17, 40000);
+    let redirected_reply = to("192.168.7.1", "192.168.7.19", 17, 40000);
+    assert!(e.cut_matches(&cut, &direct, Some(&direct_reply)));
+    assert!(!e.cut_matches(&cut, &direct, Some(&redirected_reply)), "already answered by the router");
+    assert!(e.cut_matches(&cut, &to("192.168.7.19", "9.9.9.9", 6, 853), None));
+    assert!(e.cut_matches(&cut, &to("192.168.7.19", "1.1.1.1", 6, 443), None));
+    assert!(!e.cut_matches(&cut, &to("192.168.7.19", "9.9.9.9", 6, 443), None), "not a listed endpoint");
+    assert!(!e.cut_matches(&cut, &to("192.168.7.20", "9.9.9.9", 6, 853), None), "another device");
+    assert!(!e.cut_matches(&cut, &to("192.168.7.19", "192.168.7.1", 17, 53), None), "the router's resolver");
+    // At start: every member's.
+    let mut fx = Vec::new();
+    e.cut_bypassing_all(&mut fx);
+    assert_eq!(fx, [Effect::Cut(cut)]);
+}
