@@ -23,13 +23,16 @@ const OUTSIDE_SAYS: &str = BAD4;
 /// resolver's (one line per device and destination).
 const DOH: &str = "198.51.100.53";
 const DOT: u16 = 853;
+/// An IPv6 DoH endpoint, and an IPv6 resolver in the WAN (both cloud hosts).
+const DOH6: &str = BAD6;
+const RESOLVER6: &str = OK6;
 
 /// Device 1: profile `strict` (dns_bypass = "block"); device 2: `open`
 /// ("allow"); device 3: `watched` ("alert"). Nothing is denied, so that
 /// every drop is the bypass rules' doing.
 fn bypass_config(lab: &Lab) -> String {
     let list = lab.dir.join("doh-ipv4.txt");
-    std::fs::write(&list, format!("# DoH endpoints, published form\n{DOH} # doh.bypass.example\n192.0.2.200/32 # unused.example\n")).expect("write DoH list");
+    std::fs::write(&list, format!("# DoH endpoints, published form\n{DOH} # doh.bypass.example\n192.0.2.200/32 # unused.example\n{DOH6} # doh6.bypass.example\n")).expect("write DoH list");
     format!(
         r#"[daemon]
 mode = "enforce"
@@ -165,4 +168,20 @@ fn flushed_bypass_set_is_rebuilt_with_its_members() {
     lab.wait_until(Duration::from_secs(5), "bypass_mac holds device 1 again", || lab.set_has("bypass_mac", &mac(1)));
     assert!(lab.set_has("doh_v4", DOH));
     assert_eq!(lab.resolve(1, OUTSIDE_RESOLVER, NAME, QType::A), [ip(ROUTER_SAYS)]);
+}
+
+/// The same over IPv6: a query to a WAN resolver's IPv6 address is
+/// answered by the router's resolver on fd00:7::1, an IPv6 DoH endpoint is
+/// cut; the allowed device gets the WAN resolver's answer and the endpoint.
+#[test]
+fn block_profile_over_ipv6() {
+    let (lab, _servers) = bypass_lab("bypass_v6", 2);
+    let _wan6 = leash_lab::dns::Resolver::start(&lab.wan().name, &[ip(RESOLVER6)], &lab.dir, "dnsmasq-wan6", &Zone::new().address(NAME, OUTSIDE_SAYS));
+    assert!(lab.set_has("doh_v6", DOH6), "doh_v6: {:?}", lab.set_elements("doh_v6"));
+    assert_eq!(lab.resolve(1, RESOLVER6, NAME, QType::A), [ip(ROUTER_SAYS)], "the router's answer over IPv6");
+    lab.wait_syslog_verb("BLOCK", &[("device", &mac(1)), ("dst", RESOLVER6), ("dport", "53"), ("rule", "dns_bypass"), ("action", "redirect")]);
+    assert_dropped(&lab, 1, DOH6, HTTPS);
+    lab.wait_syslog_verb("BLOCK", &[("device", &mac(1)), ("dst", DOH6), ("dport", "443"), ("rule", "dns_bypass")]);
+    assert_eq!(lab.resolve(2, RESOLVER6, NAME, QType::A), [ip(OUTSIDE_SAYS)]);
+    assert_reaches(&lab, 2, DOH6, HTTPS);
 }
