@@ -118,6 +118,19 @@ pub fn parse_packet(l3: &[u8]) -> Result<DnsAnswer, DnsError> {
     Ok(DnsAnswer { client: ip.dst, server: ip.src, proto: ip.proto, client_port, server_port, qname, records })
 }
 
+/// The tuple of a TCP or UDP packet from its network header on (a packet
+/// cut for `dns_bypass`, logged by NFLOG): source, destination, protocol
+/// and ports. Only the first 4 bytes of the transport header are needed,
+/// and a fragment after the first has none.
+pub fn packet_flow(l3: &[u8]) -> Result<crate::codec::conntrack::Flow, DnsError> {
+    let ip = parse_ip(l3)?;
+    if !matches!(ip.proto, PROTO_UDP | PROTO_TCP) {
+        return Err(DnsError::Protocol(ip.proto));
+    }
+    let (sport, dport) = (u16_at(ip.l4, 0, "ports")?, u16_at(ip.l4, 2, "ports")?);
+    Ok(crate::codec::conntrack::Flow { src: ip.src, dst: ip.dst, proto: ip.proto, sport, dport })
+}
+
 /// Parses a DNS message alone: the question name and the addresses of
 /// the answer section. Queries and answers with RCODE other than 0 give
 /// no records.
@@ -512,6 +525,21 @@ mod tests {
         p.extend_from_slice(&[0, 0]);
         p.extend_from_slice(msg);
         p
+    }
+
+    #[test]
+    fn packet_flow_reads_the_tuple() {
+        let f = packet_flow(DNS_A_UDP4).unwrap();
+        assert_eq!((f.src, f.dst, f.proto, f.sport), (ip("10.53.0.1"), ip("10.53.0.2"), 17, 53));
+        let t = packet_flow(DNS_A_TCP4).unwrap();
+        assert_eq!((t.proto, t.sport), (6, 53));
+        let v6 = packet_flow(DNS_AAAA_UDP6).unwrap();
+        assert!(v6.src.is_ipv6() && v6.sport == 53);
+        let mut icmp = DNS_A_UDP4.to_vec();
+        icmp[9] = 1;
+        assert_eq!(packet_flow(&icmp), Err(DnsError::Protocol(1)));
+        assert!(packet_flow(&DNS_A_UDP4[..21]).is_err(), "no ports");
+        assert!(packet_flow(&[]).is_err());
     }
 
     #[test]

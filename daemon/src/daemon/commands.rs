@@ -16,7 +16,11 @@ impl Daemon {
                     tracing::warn!("socket, state_dir and syslog take effect at the next start, not on reload");
                 }
                 let mut fx = Vec::new();
+                let old_bypass = self.engine.bypass_layout().cloned();
                 self.engine.reload(policy, now(), &mut fx);
+                // dns_bypass turned on or off, or other DoH endpoints: the
+                // sets are written with the table.
+                let table_changed = table_changed || self.engine.bypass_layout() != old_bypass.as_ref();
                 // Before the old table goes: its deletion is not damage.
                 self.watch.set_table(&self.engine.policy().config.daemon.nft_table);
                 if let Some(t) = old_table {
@@ -27,6 +31,7 @@ impl Daemon {
                 if table_changed {
                     // A failure is logged inside.
                     let _ = self.rebuild_table().await;
+                    drop_bypass_changes(&mut fx);
                 }
                 if group_changed {
                     self.bind_dns().await;
@@ -157,4 +162,10 @@ fn consent_until(duration: Option<&str>, now: u64) -> Result<Option<u64>, String
         return Err("--for: a consent for 0s would expire at once; omit --for to consent until revoked".into());
     }
     Ok(Some(now.saturating_add(secs)))
+}
+
+/// The `bypass_mac` changes of a reload, once the table was rebuilt with
+/// the new members: deleting an element the new table never had would fail.
+pub(super) fn drop_bypass_changes(fx: &mut Vec<Effect>) {
+    fx.retain(|e| !matches!(e, Effect::Set(SetChange::Add { elem: Elem::BypassMac(_), .. } | SetChange::Delete(Elem::BypassMac(_)))));
 }

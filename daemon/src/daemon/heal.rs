@@ -100,7 +100,7 @@ impl Daemon {
         let elements = self.engine.all_elements(now());
         let script = nft::ruleset(&self.layout(), &elements);
         let blocks = elements.iter().filter(|(e, _)| matches!(e, Elem::Block(..))).count();
-        let quarantines = elements.len() - blocks;
+        let quarantines = elements.iter().filter(|(e, _)| matches!(e, Elem::QuarantineMac(_) | Elem::QuarantineAddr(_))).count();
         match nft::apply::run_script("table", &script) {
             Ok(pid) => {
                 // Its notifications are queued by now (the kernel sends them

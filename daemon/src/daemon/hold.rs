@@ -18,7 +18,9 @@ pub(super) fn initial_dns_path(cfg: &DaemonConfig) -> DnsPath {
 impl Daemon {
     pub(super) fn layout(&self) -> nft::Layout<'_> {
         let cfg = &self.engine.policy().config.daemon;
-        nft::Layout { table: &cfg.nft_table, lan: &cfg.lan, dns: self.dns_path }
+        // The bypass cuts log to the NFLOG group whatever path answers take.
+        let bypass = self.engine.bypass_layout().map(|doh| nft::Bypass { group: cfg.dns_nflog_group, doh });
+        nft::Layout { table: &cfg.nft_table, lan: &cfg.lan, dns: self.dns_path, bypass }
     }
 
     /// Installs the table at start. With `dns_hold = "auto"`, a kernel that

@@ -192,6 +192,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     for ev in kernel.dump_routes().await.context("reading interfaces, addresses and neighbours")? {
         apply_route(&mut engine, ev, &mut start_fx);
     }
+    engine.cut_bypassing_all(&mut start_fx);
     let listener = server::bind(&daemon_cfg.socket)?;
 
     // The nf_tables notification socket is open already (Kernel::open), so
@@ -207,7 +208,8 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     d.execute(start_fx).await;
     d.bind_dns().await;
     enable_conntrack_accounting();
-    d.read_leases();
+    let fx = d.read_leases();
+    d.execute(fx).await;
     tracing::info!(config = %d.config_path.display(), mode = ?daemon_cfg.mode, table = %daemon_cfg.nft_table, "leash started");
     // Flows that existed before we started get judged too (in the loop, a
     // piece per turn).
@@ -411,10 +413,11 @@ impl Daemon {
         }
     }
 
-    async fn on_dns(&mut self, r: anyhow::Result<(Vec<crate::kernel::Snooped>, u64)>, buf: &mut Vec<u8>) {
+    async fn on_dns(&mut self, r: anyhow::Result<crate::kernel::Logged>, buf: &mut Vec<u8>) {
         match r {
-            Ok((mut answers, bad)) => {
+            Ok((mut answers, bypass, bad)) => {
                 let mut fx = Vec::new();
+                self.take_bypass(&bypass, &mut fx);
                 self.kernel.look_up_flows(&mut answers).await;
                 let mut unknown = self.take_answers(answers, bad, &mut fx);
                 // The answers queued behind this one join it: their flows
@@ -431,6 +434,14 @@ impl Daemon {
                 tracing::error!(error = %e, "reading DNS answers from NFLOG");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+
+    /// Packets the kernel cut for `dns_bypass`: alert lines, never names.
+    fn take_bypass(&mut self, bypass: &[crate::engine::BypassAttempt], fx: &mut Vec<Effect>) {
+        let now = now();
+        for b in bypass {
+            self.engine.on_bypass(b, now, fx);
         }
     }
 
@@ -470,8 +481,9 @@ impl Daemon {
                 break;
             }
             match self.kernel.try_read_dns(buf) {
-                Ok(Some((more, b))) => {
+                Ok(Some((more, bypass, b))) => {
                     answers.extend(more);
+                    self.take_bypass(&bypass, fx);
                     bad += b;
                 }
                 Ok(None) => break,
@@ -679,7 +691,8 @@ impl Daemon {
                 tracing::error!(error = %e, "compacting the block journal failed");
             }
         }
-        self.read_leases();
+        let fx = self.read_leases();
+        self.execute(fx).await;
         // Long uploads end late: read their counters while they run.
         let watch_uploads = self.engine.policy().config.profiles.values().any(|p| p.upload_alert.is_some());
         if watch_uploads && now >= self.counters_read + COUNTERS_EVERY {
@@ -709,11 +722,14 @@ impl Daemon {
         }
     }
 
-    fn read_leases(&mut self) {
+    /// Reads the lease file when it changed; the effects (a device of a
+    /// `dns_bypass = "block"` profile gets its element) are the caller's.
+    fn read_leases(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
         let path = &self.engine.policy().config.daemon.leases;
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         if mtime == self.leases_mtime {
-            return;
+            return fx;
         }
         self.leases_mtime = mtime;
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -721,7 +737,8 @@ impl Daemon {
         if bad > 0 {
             tracing::warn!(file = %path.display(), bad_lines = bad, "lease file has lines leash cannot read");
         }
-        self.engine.set_leases(&leases, now());
+        self.engine.set_leases(&leases, now(), &mut fx);
+        fx
     }
 
 }

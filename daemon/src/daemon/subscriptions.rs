@@ -65,7 +65,14 @@ impl Daemon {
                 }
                 let Some(policy) = self.engine.policy().with_list(list) else { return };
                 let mut fx = Vec::new();
+                let old_bypass = self.engine.bypass_layout().cloned();
                 self.engine.reload(policy, now, &mut fx);
+                // A list of DoH endpoints changed: its interval set is
+                // written with the table.
+                if self.engine.bypass_layout() != old_bypass.as_ref() {
+                    let _ = self.rebuild_table().await;
+                    super::commands::drop_bypass_changes(&mut fx);
+                }
                 self.execute(fx).await;
                 tracing::info!(list = %name, entries, "list refreshed");
             }

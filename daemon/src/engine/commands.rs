@@ -167,6 +167,7 @@ impl Engine {
         for mac in macs {
             self.refresh_pin(mac);
         }
+        self.sync_bypass(out);
         self.rejudge(None, now, out);
     }
 }

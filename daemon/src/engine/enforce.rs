@@ -197,6 +197,7 @@ impl Engine {
         self.expire_consents(now, out);
         self.names.expire(now);
         self.prune_suppress(now);
+        self.tick_bypass(now, out);
     }
 
     /// Whether a conntrack entry (original and reply direction) belongs to a cut.
@@ -212,6 +213,7 @@ impl Engine {
                     || reply.is_some_and(|r| out(r.src, r.dst))
                     || addrs.contains(&orig.dst) && self.net.is_internet(orig.src)
             }
+            Cut::Bypass(addrs) => addrs.contains(&orig.src) && self.net.is_internet(orig.dst) && self.bypasses(orig, reply),
         }
     }
 }

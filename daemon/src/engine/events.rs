@@ -21,6 +21,7 @@ impl Engine {
         }
         let pin = self.wants_pin(mac);
         self.devices.observe(mac, ip, now, pin);
+        self.sync_bypass_one(mac, out);
         if !self.state.first_seen.contains_key(&mac) {
             self.first_sight(mac, ip, now, out);
         }
@@ -71,12 +72,13 @@ impl Engine {
         out.push(Effect::Log(a));
     }
 
-    pub fn set_leases(&mut self, leases: &[Lease], now: u64) {
+    pub fn set_leases(&mut self, leases: &[Lease], now: u64, out: &mut Vec<Effect>) {
         self.lease_names = crate::names::leases::names(leases);
         for l in leases {
             if self.net.is_lan_addr(l.ip) || self.devices.get(l.mac).is_some() {
                 let pin = self.wants_pin(l.mac);
                 self.devices.observe(l.mac, l.ip, now, pin);
+                self.sync_bypass_one(l.mac, out);
             }
         }
         for (mac, name) in &self.lease_names {
@@ -110,6 +112,9 @@ impl Engine {
         };
         self.devices.touch(mac, now);
         self.counters.flows_judged += 1;
+        if let Some(done) = self.bypass_flow(mac, flow, now, out) {
+            return done;
+        }
         if self.is_quarantined(mac) {
             // Its packets are dropped already; a flow seen now predates the
             // quarantine (a dump) or slipped in before it: cut it.

@@ -4,6 +4,7 @@
 //! persist) for the adapters to carry out. No sockets, no clock: `now` is
 //! passed in (unix seconds), so every decision is unit-tested.
 
+mod bypass;
 mod commands;
 mod enforce;
 mod events;
@@ -16,6 +17,7 @@ pub mod devices;
 pub mod identify;
 pub mod netmap;
 
+pub use bypass::BypassAttempt;
 pub use report::{DeviceReport, Explanation, Status};
 
 use std::collections::HashMap;
@@ -89,6 +91,11 @@ pub enum Cut {
     To { addrs: Vec<IpAddr>, dst: IpAddr },
     /// Every flow of these addresses to or from the internet.
     Device(Vec<IpAddr>),
+    /// The flows of these addresses (one device's, whose profile now
+    /// blocks `dns_bypass`) that go around the router's resolver and were
+    /// opened before its element: DNS to another resolver not redirected,
+    /// 853, DoH endpoints. Cut, their next packets meet the bypass rules.
+    Bypass(Vec<IpAddr>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +171,10 @@ pub struct Counters {
     pub devices_new_unannounced: u64,
     /// Devices forgotten from the persisted first-seen table (full).
     pub first_seen_evicted: u64,
+    /// Attempts to go around the router's resolver (`dns_bypass`), logged
+    /// or suppressed, and the packets of them the kernel cut and logged.
+    pub dns_bypass: u64,
+    pub dns_bypass_cut: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +219,10 @@ pub struct Engine {
     pub started: u64,
     /// Start of the current minute of announcements, and lines in it.
     announced: (u64, u32),
+    /// `dns_bypass`: the devices in `bypass_mac`, the DoH endpoints.
+    bypass: bypass::BypassState,
+    /// Bypass lines per (device, destination): when last logged.
+    bypass_suppress: BoundedMap<(Mac, IpAddr), u64>,
 }
 
 /// A destination as it is judged: its address and all that is known of it.
@@ -231,7 +246,7 @@ pub struct FlowCounters {
 impl Engine {
     pub fn new(policy: Policy, state: State, now: u64) -> Engine {
         let net = NetMap::new(&policy.config.daemon.lan);
-        Engine {
+        let mut e = Engine {
             policy,
             state,
             devices: DeviceTable::new(MAX_DEVICES),
@@ -246,7 +261,12 @@ impl Engine {
             counters: Counters::default(),
             started: now,
             announced: (0, 0),
-        }
+            bypass: Default::default(),
+            bypass_suppress: BoundedMap::new(MAX_SUPPRESS),
+        };
+        // The configured devices' elements; the table is built with them.
+        e.sync_bypass(&mut Vec::new());
+        e
     }
 
     pub fn policy(&self) -> &Policy {
@@ -272,9 +292,11 @@ impl Engine {
         out
     }
 
-    /// Every element leash holds now (for a table rebuild on reload).
+    /// Every element leash holds now (for a table rebuild on reload): also
+    /// `bypass_mac`'s, which are derived, not persisted.
     pub fn all_elements(&self, now: u64) -> Vec<(Elem, Option<Duration>)> {
         let mut out: Vec<_> = self.persisted_elements().into_iter().map(|e| (e, None)).collect();
+        out.extend(self.bypass_elements().map(|e| (e, None)));
         for ((mac, ip), b) in self.blocks.iter() {
             let left = b.until.saturating_sub(now);
             if left > 0 {

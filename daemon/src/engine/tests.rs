@@ -702,3 +702,229 @@ fn dns_filter_turns_denied_names_and_chains_into_nxdomain_for_that_device_only()
     // Monitor mode touches no traffic.
     assert!(filtering_engine(Mode::Monitor).dns_filter(cam, "tracking.example.com", &[], R, 1001).is_none());
 }
+
+// dns_bypass: the camera's profile (iot) alerts, the phone's (phone) blocks;
+// both name the DoH list `doh` (1.1.1.1, 8.8.8.0/24).
+
+fn bypass_config(mode: Mode, phone: crate::config::DnsBypass) -> Config {
+    use crate::config::DnsBypass;
+    let mut c = config(mode, Verdict::Block, Verdict::Allow);
+    if let Some(p) = c.profiles.get_mut("iot") {
+        p.dns_bypass = DnsBypass::Alert;
+        p.dns_bypass_lists = vec!["doh".into()];
+    }
+    c.profiles.insert("phone".into(), Profile { dns_bypass: phone, dns_bypass_lists: vec!["doh".into()], deny: vec!["bad".into()], ..Profile::implicit("phone") });
+    c.devices.push(DeviceConfig { mac: PHONE, name: None, profile: Some("phone".into()), consent: vec![] });
+    c
+}
+
+fn bypass_lists() -> BTreeMap<String, LoadedList> {
+    let mut lists = BTreeMap::new();
+    let net = |s: &str| s.parse().unwrap();
+    lists.insert("bad".to_string(), LoadedList { name: "bad".into(), nets: vec![net("203.0.113.0/24")].into(), ..LoadedList::default() });
+    lists.insert("doh".to_string(), LoadedList { name: "doh".into(), nets: vec![net("1.1.1.1"), net("8.8.8.0/24")].into(), ..LoadedList::default() });
+    lists
+}
+
+fn bypass_engine(mode: Mode) -> Engine {
+    let mut e = Engine::new(Policy::new(bypass_config(mode, crate::config::DnsBypass::Block), bypass_lists()), State::new(), 1000);
+    e.net.link(3, "br-lan");
+    e.net.link(4, "wan");
+    e.net.addr(3, ip("192.168.7.1"), 24);
+    e.net.addr(4, ip("192.0.2.1"), 24);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.11"), Some(CAM), false, 1000, &mut fx);
+    e.on_neighbour(3, ip("192.168.7.12"), Some(PHONE), false, 1000, &mut fx);
+    e
+}
+
+fn to(src: &str, dst: &str, proto: u8, dport: u16) -> Flow {
+    Flow { src: ip(src), dst: ip(dst), proto, sport: 40000, dport }
+}
+
+#[test]
+fn bypass_members_follow_profiles_and_are_rebuilt_not_persisted() {
+    use crate::config::DnsBypass;
+    let e = bypass_engine(Mode::Enforce);
+    // The configured phone is in from the start (the table is built with it);
+    // the camera's profile only alerts.
+    let all = e.all_elements(1000);
+    assert!(all.contains(&(Elem::BypassMac(PHONE), None)), "{all:?}");
+    assert!(!all.iter().any(|(el, _)| *el == Elem::BypassMac(CAM)));
+    assert!(e.persisted_elements().is_empty(), "derived, never persisted");
+    let doh: Vec<_> = e.bypass_layout().expect("a block profile").ranges().collect();
+    assert_eq!(doh, [(ip("1.1.1.1"), ip("1.1.1.1")), (ip("8.8.8.0"), ip("8.8.8.255"))]);
+    // A device that shows up in the block profile (the default profile here) gets its element once.
+    let mut c = bypass_config(Mode::Enforce, DnsBypass::Block);
+    c.defaults.profile = "phone".into();
+    let mut e = Engine::new(Policy::new(c, bypass_lists()), State::new(), 1000);
+    e.net.link(3, "br-lan");
+    e.net.addr(3, ip("192.168.7.1"), 24);
+    let other = Mac([2, 0, 0, 0, 7, 9]);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.19"), Some(other), false, 1000, &mut fx);
+    assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::BypassMac(other), timeout: None }]);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.20"), Some(other), false, 1001, &mut fx);
+    assert!(sets(&fx).is_empty(), "{fx:?}");
+    // Reloaded into alert: every element goes (the configured camera's too,
+    // in the default profile here), and the table loses the chains.
+    let mut fx = Vec::new();
+    e.reload(Policy::new(bypass_config(Mode::Enforce, DnsBypass::Alert), bypass_lists()), 1002, &mut fx);
+    let mut s = sets(&fx);
+    s.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(s, [SetChange::Delete(Elem::BypassMac(CAM)), SetChange::Delete(Elem::BypassMac(PHONE)), SetChange::Delete(Elem::BypassMac(other))]);
+    assert!(e.bypass_layout().is_none());
+    assert!(!e.all_elements(1002).iter().any(|(el, _)| matches!(el, Elem::BypassMac(_))));
+    // Monitor mode never touches traffic: no elements, the chains stay.
+    let mut fx = Vec::new();
+    e.reload(Policy::new(bypass_config(Mode::Monitor, DnsBypass::Block), bypass_lists()), 1003, &mut fx);
+    assert!(sets(&fx).is_empty(), "{fx:?}");
+    assert!(e.bypass_layout().is_some());
+}
+
+#[test]
+fn bypass_alert_profile_alerts_once_and_judges_the_flow_as_usual() {
+    let mut e = bypass_engine(Mode::Enforce);
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&to("192.168.7.11", "9.9.9.9", 17, 53), 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+    assert_eq!(
+        logs(&fx),
+        ["ALERT device=02:00:00:00:07:01 name=living-room-camera ip=192.168.7.11 dst=9.9.9.9 proto=udp dport=53 rule=dns_bypass profile=iot"]
+    );
+    assert!(sets(&fx).is_empty());
+    // Suppressed per device and destination, not per port.
+    let mut fx = Vec::new();
+    e.on_flow(&to("192.168.7.11", "9.9.9.9", 6, 853), 1002, &mut fx);
+    assert!(logs(&fx).is_empty(), "{fx:?}");
+    // 853 elsewhere, and 443 to a listed DoH endpoint; 443 elsewhere is no bypass.
+    let mut fx = Vec::new();
+    e.on_flow(&to("192.168.7.11", "9.9.9.10", 6, 853), 1002, &mut fx);
+    e.on_flow(&to("192.168.7.11", "8.8.8.8", 6, 443), 1002, &mut fx);
+    e.on_flow(&to("192.168.7.11", "9.9.9.11", 6, 443), 1002, &mut fx);
+    e.on_flow(&to("192.168.7.11", "9.9.9.12", 1, 53), 1002, &mut fx);
+    let l = logs(&fx);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(l[0].starts_with("ALERT ") && l[0].contains("dst=9.9.9.10 proto=tcp dport=853 rule=dns_bypass"), "{l:?}");
+    assert!(l[1].contains("dst=8.8.8.8 proto=tcp dport=443 rule=dns_bypass"), "{l:?}");
+    // The resolver is on a deny list: the bypass line, and the block as usual.
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&to("192.168.7.11", "203.0.113.53", 17, 53), 1003, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    let l = logs(&fx);
+    assert!(l[0].starts_with("ALERT ") && l[0].contains("rule=dns_bypass"), "{l:?}");
+    assert!(l[1].starts_with("BLOCK ") && l[1].contains("rule=list:bad"), "{l:?}");
+    // The router's own resolver is no bypass (never judged at all).
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&to("192.168.7.11", "192.168.7.1", 17, 53), 1004, &mut fx), FlowOutcome::Ignored);
+    assert_eq!(e.on_flow(&to("192.168.7.11", "192.0.2.1", 17, 53), 1004, &mut fx), FlowOutcome::Ignored);
+    assert!(fx.is_empty());
+}
+
+#[test]
+fn bypass_block_profile_redirected_query_is_logged_not_judged() {
+    let mut e = bypass_engine(Mode::Enforce);
+    let mut fx = Vec::new();
+    // Redirected to the router: its conntrack entry still says 203.0.113.53,
+    // a denied address, which the query never reached.
+    assert_eq!(e.on_flow(&to("192.168.7.12", "203.0.113.53", 17, 53), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    assert_eq!(logs(&fx), ["BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=203.0.113.53 proto=udp dport=53 rule=dns_bypass profile=phone action=redirect"]);
+    assert!(sets(&fx).is_empty() && !fx.iter().any(|f| matches!(f, Effect::Cut(_))), "{fx:?}");
+    assert_eq!(e.block_count(), 0);
+    // The same again: suppressed.
+    let mut fx = Vec::new();
+    e.on_flow(&to("192.168.7.12", "203.0.113.53", 6, 53), 1002, &mut fx);
+    assert!(fx.is_empty(), "{fx:?}");
+    // An 853 flow conntrack saw got past a missing element: back in, cut.
+    let f = to("192.168.7.12", "9.9.9.9", 6, 853);
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&f, 1003, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    assert_eq!(sets(&fx), [SetChange::Add { elem: Elem::BypassMac(PHONE), timeout: None }]);
+    assert!(fx.contains(&Effect::Cut(Cut::Flow(f))));
+    assert!(logs(&fx)[0].starts_with("BLOCK ") && !logs(&fx)[0].contains("action="), "{fx:?}");
+    // 443 to an unlisted address is an ordinary flow.
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&to("192.168.7.12", "9.9.9.9", 6, 443), 1003, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+    assert!(fx.is_empty(), "{fx:?}");
+}
+
+#[test]
+fn bypass_cut_packets_are_block_lines_suppressed_per_destination() {
+    let mut e = bypass_engine(Mode::Enforce);
+    let b = BypassAttempt { mac: PHONE, flow: to("192.168.7.12", "1.1.1.1", 6, 443) };
+    let mut fx = Vec::new();
+    e.on_bypass(&b, 1001, &mut fx);
+    e.on_bypass(&b, 1002, &mut fx);
+    e.on_bypass(&BypassAttempt { mac: PHONE, flow: to("192.168.7.12", "1.1.1.1", 17, 853) }, 1002, &mut fx);
+    assert_eq!(logs(&fx), ["BLOCK device=02:00:00:00:07:02 ip=192.168.7.12 dst=1.1.1.1 proto=tcp dport=443 rule=dns_bypass profile=phone"]);
+    assert_eq!((e.counters.dns_bypass_cut, e.counters.alerts_suppressed), (3, 2));
+    // After alert_interval, again; an odd destination (not internet) never.
+    let mut fx = Vec::new();
+    e.on_bypass(&b, 1001 + 3600, &mut fx);
+    e.on_bypass(&BypassAttempt { mac: PHONE, flow: to("192.168.7.12", "192.168.7.1", 6, 853) }, 5000, &mut fx);
+    assert_eq!(logs(&fx).len(), 1, "{fx:?}");
+}
+
+#[test]
+fn bypass_in_monitor_mode_would_block_and_judges_as_usual() {
+    let mut e = bypass_engine(Mode::Monitor);
+    assert!(!e.all_elements(1000).iter().any(|(el, _)| matches!(el, Elem::BypassMac(_))));
+    let mut fx = Vec::new();
+    assert_eq!(e.on_flow(&to("192.168.7.12", "203.0.113.53", 17, 53), 1001, &mut fx), FlowOutcome::Judged(Verdict::Block));
+    let l = logs(&fx);
+    assert!(l[0].starts_with("WOULD-BLOCK ") && l[0].contains("rule=dns_bypass profile=phone") && !l[0].contains("action="), "{l:?}");
+    assert!(l[1].starts_with("WOULD-BLOCK ") && l[1].contains("rule=list:bad"), "{l:?}");
+    assert!(sets(&fx).is_empty());
+}
+
+#[test]
+fn bypass_allowed_changes_nothing() {
+    use crate::config::DnsBypass;
+    let mut e = Engine::new(Policy::new(bypass_config(Mode::Enforce, DnsBypass::Allow), bypass_lists()), State::new(), 1000);
+    e.net.link(3, "br-lan");
+    e.net.addr(3, ip("192.168.7.1"), 24);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.12"), Some(PHONE), false, 1000, &mut fx);
+    assert!(sets(&fx).is_empty());
+    let mut fx = Vec::new();
+    for f in [to("192.168.7.12", "9.9.9.9", 17, 53), to("192.168.7.12", "9.9.9.9", 6, 853), to("192.168.7.12", "1.1.1.1", 6, 443)] {
+        assert_eq!(e.on_flow(&f, 1001, &mut fx), FlowOutcome::Judged(Verdict::Allow));
+    }
+    assert!(fx.is_empty(), "{fx:?}");
+    assert!(e.bypass_layout().is_none());
+}
+
+#[test]
+fn rule_dns_bypass_round_trips() {
+    assert_eq!(Rule::DnsBypass.to_string(), "dns_bypass");
+    assert_eq!("dns_bypass".parse::<Rule>(), Ok(Rule::DnsBypass));
+}
+
+#[test]
+fn bypass_cut_selects_flows_that_go_around_the_resolver() {
+    use crate::config::DnsBypass;
+    let mut c = bypass_config(Mode::Enforce, DnsBypass::Block);
+    c.defaults.profile = "phone".into();
+    let mut e = Engine::new(Policy::new(c, bypass_lists()), State::new(), 1000);
+    e.net.link(3, "br-lan");
+    e.net.addr(3, ip("192.168.7.1"), 24);
+    let other = Mac([2, 0, 0, 0, 7, 9]);
+    let mut fx = Vec::new();
+    e.on_neighbour(3, ip("192.168.7.19"), Some(other), false, 1000, &mut fx);
+    // Joining the profile cuts what its element cannot catch.
+    let cut = Cut::Bypass(vec![ip("192.168.7.19")]);
+    assert!(fx.contains(&Effect::Cut(cut.clone())), "{fx:?}");
+    let direct = to("192.168.7.19", "9.9.9.9", 17, 53);
+    let direct_reply = to("9.9.9.9", "192.168.7.19", 17, 40000);
+    let redirected_reply = to("192.168.7.1", "192.168.7.19", 17, 40000);
+    assert!(e.cut_matches(&cut, &direct, Some(&direct_reply)));
+    assert!(!e.cut_matches(&cut, &direct, Some(&redirected_reply)), "already answered by the router");
+    assert!(e.cut_matches(&cut, &to("192.168.7.19", "9.9.9.9", 6, 853), None));
+    assert!(e.cut_matches(&cut, &to("192.168.7.19", "1.1.1.1", 6, 443), None));
+    assert!(!e.cut_matches(&cut, &to("192.168.7.19", "9.9.9.9", 6, 443), None), "not a listed endpoint");
+    assert!(!e.cut_matches(&cut, &to("192.168.7.20", "9.9.9.9", 6, 853), None), "another device");
+    assert!(!e.cut_matches(&cut, &to("192.168.7.19", "192.168.7.1", 17, 53), None), "the router's resolver");
+    // At start: every member's.
+    let mut fx = Vec::new();
+    e.cut_bypassing_all(&mut fx);
+    assert_eq!(fx, [Effect::Cut(cut)]);
+}

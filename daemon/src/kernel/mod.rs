@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use anyhow::Context;
 
 use crate::codec::dns::{self, DnsAnswer};
-use crate::engine::{Flow, FlowCounters};
+use crate::engine::{BypassAttempt, Flow, FlowCounters};
 use crate::codec::conntrack::{self, CtEvent, CtKind};
 use crate::codec::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
 use crate::codec::nftables::{ElemBatch, NFPROTO_INET};
@@ -161,13 +161,13 @@ impl Kernel {
 
     /// DNS answers from the NFLOG group; the count of packets that were
     /// not a readable answer comes back too.
-    pub async fn read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<(Vec<Snooped>, u64)> {
+    pub async fn read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Logged> {
         let n = self.dns.recv(buf).await?;
         Ok(dns_answers(&buf[..n]))
     }
 
     /// DNS answers already queued, without waiting; `None` when there are none.
-    pub fn try_read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(Vec<Snooped>, u64)>> {
+    pub fn try_read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<Logged>> {
         Ok(self.dns.try_recv(buf)?.map(|n| dns_answers(&buf[..n])))
     }
 
@@ -312,13 +312,31 @@ impl FlowDump {
     }
 }
 
-/// The DNS answers in one NFLOG datagram, and how many packets in it were
-/// not a readable answer.
-fn dns_answers(buf: &[u8]) -> (Vec<Snooped>, u64) {
+/// What one NFLOG datagram held: DNS answers, packets cut for
+/// `dns_bypass` (logged with `nft::BYPASS_PREFIX`, never read as answers),
+/// and how many packets were neither.
+pub type Logged = (Vec<Snooped>, Vec<BypassAttempt>, u64);
+
+/// A packet logged with the bypass prefix: its sender's MAC (the frame's
+/// source; the cut rules sit on the forward hook, after a LAN interface)
+/// and its tuple.
+fn bypass_attempt(p: &nflog::NflogPacket) -> Option<BypassAttempt> {
+    let flow = dns::packet_flow(p.payload).ok()?;
+    Some(BypassAttempt { mac: p.hwaddr?, flow })
+}
+
+/// The DNS answers in one NFLOG datagram, the bypass attempts, and how
+/// many packets in it were neither.
+fn dns_answers(buf: &[u8]) -> Logged {
     let mut answers = Vec::new();
+    let mut bypass = Vec::new();
     let mut bad = 0;
     for msg in conntrack::messages(buf) {
         match msg.and_then(nflog::parse_message) {
+            Ok(Some(p)) if p.prefix == Some(crate::nft::BYPASS_PREFIX) => match bypass_attempt(&p) {
+                Some(b) => bypass.push(b),
+                None => bad += 1,
+            },
             Ok(Some(p)) => match dns::parse_packet(p.payload) {
                 Ok(a) => answers.push((a, Provenance { hook: p.hook, ct_info: p.ct_info, ct_orig: p.ct_orig })),
                 Err(e) => {
@@ -333,7 +351,7 @@ fn dns_answers(buf: &[u8]) -> (Vec<Snooped>, u64) {
             }
         }
     }
-    (answers, bad)
+    (answers, bypass, bad)
 }
 
 fn decode_nft_events(buf: &[u8]) -> Vec<NftEvent> {

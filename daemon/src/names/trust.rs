@@ -109,8 +109,16 @@ pub fn vouch(a: &DnsAnswer, p: &Provenance) -> Result<Resolver, Unsolicited> {
         (None, Resolver::Router) if a.server_port == 53 => return Ok(resolver),
         (None, _) => return Err(Unsolicited::NoConntrack),
     };
+    // A query the router redirected to its own resolver (`dns_bypass =
+    // "block"`) keeps the outside resolver as its original destination;
+    // on the output hook the answer still comes from the router's own
+    // address (the source is turned back into the outside one only at
+    // postrouting). Only the router's NAT can make a local process answer
+    // a flow sent elsewhere, so there the destination may differ; an
+    // answer that crossed the forward hook must come from the resolver asked.
+    let to_resolver = orig.dst == a.server || resolver == Resolver::Router;
     let asked = orig.src == a.client
-        && orig.dst == a.server
+        && to_resolver
         && orig.proto == a.proto
         && orig.sport == a.client_port
         && orig.dport == 53
@@ -161,6 +169,25 @@ mod tests {
         assert!(Resolver::Router.vouches_for_consent());
         assert!(!Resolver::Outside(ip("192.0.2.53")).vouches_for_consent());
         assert_eq!(Resolver::Outside(ip("2001:db8::53")).to_string(), "2001:db8::53");
+    }
+
+    /// `dns_bypass = "block"`: the device asked 192.0.2.53, the router
+    /// redirected the query to its resolver, whose answer leaves on the
+    /// output hook from the router's address, before un-NAT.
+    #[test]
+    fn redirected_queries_answered_by_the_router_count_as_the_router_s() {
+        let r = answer("192.168.7.12", "192.168.7.1");
+        let p = Provenance { hook: Some(NF_INET_LOCAL_OUT), ..asked("192.168.7.12", "192.0.2.53") };
+        assert_eq!(vouch(&r, &p), Ok(Resolver::Router));
+        // Still the device's own question: its port, its address, port 53.
+        assert_eq!(vouch(&DnsAnswer { client_port: 40001, ..r.clone() }, &p), Err(Unsolicited::NotAsked));
+        assert_eq!(vouch(&answer("192.168.7.13", "192.168.7.1"), &p), Err(Unsolicited::NotAsked));
+        let mut other_port = p;
+        other_port.ct_orig.as_mut().unwrap().dport = 5353;
+        assert_eq!(vouch(&r, &other_port), Err(Unsolicited::NotAsked));
+        // Never on the forward hook: there the answer must come from the resolver asked.
+        let fwd = Provenance { hook: Some(NF_INET_FORWARD), ..p };
+        assert_eq!(vouch(&answer("192.168.7.12", "198.51.100.53"), &fwd), Err(Unsolicited::NotAsked));
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod apply;
 mod ruleset;
 pub mod watch;
 
-pub use ruleset::{queue_probe, ruleset, DnsPath, Layout};
+pub use ruleset::{queue_probe, ruleset, Bypass, DnsPath, Layout, BYPASS_PREFIX};
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,6 +21,9 @@ pub const SET_QUARANTINE_V4: &str = "quarantine_v4";
 pub const SET_QUARANTINE_V6: &str = "quarantine_v6";
 pub const SET_BLOCK_V4: &str = "block_v4";
 pub const SET_BLOCK_V6: &str = "block_v6";
+pub const SET_BYPASS_MAC: &str = "bypass_mac";
+pub const SET_DOH_V4: &str = "doh_v4";
+pub const SET_DOH_V6: &str = "doh_v6";
 
 /// One element of one of leash's sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,12 +34,17 @@ pub enum Elem {
     QuarantineAddr(IpAddr),
     /// One device may no longer reach one address.
     Block(Mac, IpAddr),
+    /// A device whose profile has `dns_bypass = "block"`: its DNS goes to
+    /// the router's resolver, DoT/DoQ and DoH endpoints are cut. Derived
+    /// from configuration and the device table, never persisted.
+    BypassMac(Mac),
 }
 
 impl Elem {
     pub fn set(&self) -> &'static str {
         match self {
             Elem::QuarantineMac(_) => SET_QUARANTINE_MAC,
+            Elem::BypassMac(_) => SET_BYPASS_MAC,
             Elem::QuarantineAddr(IpAddr::V4(_)) => SET_QUARANTINE_V4,
             Elem::QuarantineAddr(IpAddr::V6(_)) => SET_QUARANTINE_V6,
             Elem::Block(_, IpAddr::V4(_)) => SET_BLOCK_V4,
@@ -47,7 +55,7 @@ impl Elem {
     /// The element as `nft` writes it.
     pub fn nft_key(&self) -> String {
         match self {
-            Elem::QuarantineMac(m) => m.to_string(),
+            Elem::QuarantineMac(m) | Elem::BypassMac(m) => m.to_string(),
             Elem::QuarantineAddr(a) => a.to_string(),
             Elem::Block(m, a) => format!("{m} . {a}"),
         }
@@ -71,7 +79,7 @@ impl crate::codec::nftables::SetElem for Elem {
         }
         let mut v = Vec::with_capacity(24);
         match self {
-            Elem::QuarantineMac(m) => v.extend_from_slice(&m.0),
+            Elem::QuarantineMac(m) | Elem::BypassMac(m) => v.extend_from_slice(&m.0),
             Elem::QuarantineAddr(a) => ip(&mut v, a),
             Elem::Block(m, a) => {
                 v.extend_from_slice(&m.0);

@@ -33,6 +33,9 @@ pub enum Rule {
     Unlisted,
     /// Quarantined by hand (`leash quarantine`).
     Manual,
+    /// DNS around the router's resolver (`dns_bypass`): another resolver's
+    /// port 53, DNS over TLS/QUIC (853), a DoH endpoint of `dns_bypass_lists`.
+    DnsBypass,
 }
 
 impl fmt::Display for Rule {
@@ -42,6 +45,7 @@ impl fmt::Display for Rule {
             Rule::List(l) => write!(f, "list:{l}"),
             Rule::Unlisted => f.write_str("unlisted"),
             Rule::Manual => f.write_str("manual"),
+            Rule::DnsBypass => f.write_str("dns_bypass"),
         }
     }
 }
@@ -54,6 +58,7 @@ impl std::str::FromStr for Rule {
         Ok(match s {
             "unlisted" => Rule::Unlisted,
             "manual" => Rule::Manual,
+            "dns_bypass" => Rule::DnsBypass,
             _ => match s.split_once(':') {
                 Some(("consent", sel)) => Rule::Consent(sel.parse()?),
                 Some(("list", name)) => Rule::List(name.to_string()),

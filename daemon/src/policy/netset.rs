@@ -56,6 +56,25 @@ impl NetSet {
     pub fn is_empty(&self) -> bool {
         self.prefixes == 0
     }
+
+    /// Every address of any of `sets` (the DoH endpoints of several lists).
+    pub fn union<'a>(sets: impl IntoIterator<Item = &'a NetSet>) -> NetSet {
+        let (mut v4, mut v6, mut prefixes) = (Vec::new(), Vec::new(), 0);
+        for s in sets {
+            v4.extend_from_slice(&s.v4);
+            v6.extend_from_slice(&s.v6);
+            prefixes += s.prefixes;
+        }
+        NetSet { v4: merge(v4), v6: merge(v6), prefixes }
+    }
+
+    /// The merged, disjoint ranges (first, last address), IPv4 first, each
+    /// family in ascending order: what an nft interval set holds.
+    pub fn ranges(&self) -> impl Iterator<Item = (IpAddr, IpAddr)> + '_ {
+        let v4 = self.v4.iter().map(|(s, e)| (IpAddr::from(s.to_be_bytes()), IpAddr::from(e.to_be_bytes())));
+        let v6 = self.v6.iter().map(|(s, e)| (IpAddr::from(s.to_be_bytes()), IpAddr::from(e.to_be_bytes())));
+        v4.chain(v6)
+    }
 }
 
 impl From<Vec<Cidr>> for NetSet {
@@ -124,6 +143,19 @@ mod tests {
         assert!(set(&["0.0.0.0/0"]).contains(ip("255.255.255.255")));
         assert!(set(&["::/0"]).contains(ip("ffff::1")));
         assert!(!NetSet::default().contains(ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn union_merges_and_ranges_list_in_order() {
+        let u = NetSet::union([&set(&["9.9.9.9", "1.1.1.0/31"]), &set(&["1.1.1.2/31", "2001:db8::/127"]), &NetSet::default()]);
+        assert_eq!(u.len(), 4);
+        let r: Vec<(IpAddr, IpAddr)> = u.ranges().collect();
+        assert_eq!(
+            r,
+            [(ip("1.1.1.0"), ip("1.1.1.3")), (ip("9.9.9.9"), ip("9.9.9.9")), (ip("2001:db8::"), ip("2001:db8::1"))]
+        );
+        assert!(u.contains(ip("1.1.1.3")) && !u.contains(ip("1.1.1.4")));
+        assert_eq!(NetSet::union([]).ranges().count(), 0);
     }
 
     #[test]
