@@ -1,5 +1,5 @@
 //! Pure codecs for everything that crosses the router or the kernel
-//! boundary: netlink framing (`nla`), conntrack, NFLOG, nf_tables set
+//! boundary: netlink framing (`nla`), conntrack, NFLOG, NFQUEUE, nf_tables set
 //! elements and notifications, rtnetlink, and DNS answers. They only turn
 //! bytes into values and back, never panic on hostile bytes, and are
 //! tested without root on captured bytes (`captured`, `dns_captured`).
@@ -8,6 +8,7 @@
 pub mod conntrack;
 pub mod dns;
 pub mod nflog;
+pub mod nfqueue;
 pub mod nft_events;
 pub mod nftables;
 pub mod nla;
