@@ -151,27 +151,29 @@ fn config(queue: u16, seq: u32, attrs: impl FnOnce(&mut NlWriter)) -> Vec<u8> {
 }
 
 /// The requests that make `queue`'s packets come to the sending socket,
-/// one message each with seqs `first_seq..`: bind; copy whole packets up
-/// to `copy_range` bytes (the kernel caps it at `MAX_PAYLOAD`); hold at
-/// most `maxlen` packets; the config `flags` (`NFQA_CFG_F_FAIL_OPEN`,
-/// `NFQA_CFG_F_CONNTRACK`; the mask covers exactly these two).
+/// with seqs `first_seq..`, each asking for an ack: first bind, copy whole
+/// packets up to `copy_range` bytes (the kernel caps it at `MAX_PAYLOAD`)
+/// and hold at most `maxlen` packets; then the config `flags`
+/// (`NFQA_CFG_F_FAIL_OPEN`, `NFQA_CFG_F_CONNTRACK`; the mask covers
+/// exactly these two).
 ///
-/// Separate messages so that each ack says which step failed: the kernel
-/// checks a message's flags before its command, so a refused CONNTRACK
-/// flag in the bind message would refuse the bind too. Send them in order:
-/// the later three fail with ENODEV unless the bind succeeded.
+/// Bind and copy mode share one message: a queue is created in copy mode
+/// none, in which the kernel drops its packets even with `--queue-bypass`,
+/// so a round trip between the two would lose the answers that came in
+/// it. The flags come apart because the kernel checks a message's flags
+/// before its command: a refused CONNTRACK flag must not refuse the bind.
 pub fn bind_requests(queue: u16, first_seq: u32, copy_range: u32, maxlen: u32, flags: u32) -> Vec<Vec<u8>> {
     vec![
-        // struct nfqnl_msg_config_cmd { u8 command; u8 pad; __be16 pf; } (pf unused since 3.8)
-        config(queue, first_seq, |w| w.attr(NFQA_CFG_CMD, &[NFQNL_CFG_CMD_BIND, 0, 0, 0])),
-        config(queue, first_seq.wrapping_add(1), |w| {
+        config(queue, first_seq, |w| {
+            // struct nfqnl_msg_config_cmd { u8 command; u8 pad; __be16 pf; } (pf unused since 3.8)
+            w.attr(NFQA_CFG_CMD, &[NFQNL_CFG_CMD_BIND, 0, 0, 0]);
             // struct nfqnl_msg_config_params { __be32 copy_range; u8 copy_mode; } (packed)
             let mut params = copy_range.to_be_bytes().to_vec();
             params.push(NFQNL_COPY_PACKET);
             w.attr(NFQA_CFG_PARAMS, &params);
+            w.attr_u32_be(NFQA_CFG_QUEUE_MAXLEN, maxlen);
         }),
-        config(queue, first_seq.wrapping_add(2), |w| w.attr_u32_be(NFQA_CFG_QUEUE_MAXLEN, maxlen)),
-        config(queue, first_seq.wrapping_add(3), |w| {
+        config(queue, first_seq.wrapping_add(1), |w| {
             w.attr_u32_be(NFQA_CFG_FLAGS, flags & MANAGED_FLAGS);
             w.attr_u32_be(NFQA_CFG_MASK, MANAGED_FLAGS);
         }),
@@ -321,26 +323,18 @@ mod tests {
     #[test]
     fn bind_request_bytes() {
         let reqs = bind_requests(5336, 100, 0xffff, 1024, NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK);
-        assert_eq!(reqs.len(), 4);
+        assert_eq!(reqs.len(), 2);
         #[rustfmt::skip]
-        let want: [&[u8]; 4] = [
+        let want: [&[u8]; 2] = [
             &[
-                0x1c, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 100, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 type QUEUE<<8|CONFIG flags REQUEST|ACK seq 100
+                0x30, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 100, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 48 type QUEUE<<8|CONFIG flags REQUEST|ACK seq 100
                 0x00, 0x00, 0x14, 0xd8,  // nfgenmsg: AF_UNSPEC, version 0, res_id = queue 5336 big-endian
                 0x08, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00,  // NFQA_CFG_CMD: BIND, pad, pf 0
-            ],
-            &[
-                0x20, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 101, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 32 seq 101
-                0x00, 0x00, 0x14, 0xd8,
                 0x09, 0x00, 0x02, 0x00, 0x00, 0x00, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00,  // NFQA_CFG_PARAMS: range 0xffff, COPY_PACKET, padding
-            ],
-            &[
-                0x1c, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 102, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 seq 102
-                0x00, 0x00, 0x14, 0xd8,
                 0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x04, 0x00,  // NFQA_CFG_QUEUE_MAXLEN = 1024 (big-endian)
             ],
             &[
-                0x24, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 103, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 36 seq 103
+                0x24, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 101, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 36 seq 101
                 0x00, 0x00, 0x14, 0xd8,
                 0x08, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x03,  // NFQA_CFG_FLAGS = FAIL_OPEN|CONNTRACK
                 0x08, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03,  // NFQA_CFG_MASK = the same two
@@ -358,11 +352,11 @@ mod tests {
         }
         // Flags outside the two managed ones are never sent.
         let r = bind_requests(1, 0, 0xffff, 8, u32::MAX);
-        let (_, attrs) = Msg::parse(&r[3]).unwrap().nfnl().unwrap();
+        let (_, attrs) = Msg::parse(&r[1]).unwrap().nfnl().unwrap();
         let a: Vec<_> = attrs.collect::<Result<_, _>>().unwrap();
         assert_eq!((a[0].ty, a[0].u32_be().unwrap()), (NFQA_CFG_FLAGS, 3));
         // Seqs wrap instead of overflowing.
-        assert_eq!(Msg::parse(&bind_requests(1, u32::MAX, 0, 0, 0)[3]).unwrap().hdr.seq, 2);
+        assert_eq!(Msg::parse(&bind_requests(1, u32::MAX, 0, 0, 0)[1]).unwrap().hdr.seq, 0);
         let unbind = unbind_request(5336, 7);
         let (gen, attrs) = Msg::parse(&unbind).unwrap().nfnl().unwrap();
         assert_eq!((gen.family, gen.res_id), (0, 5336));
