@@ -826,8 +826,13 @@ fn kernel_nfqueue_holds_answers_until_their_verdict() {
         want.sort();
         assert_eq!(got, want);
 
-        // A verdict for an id the queue does not hold is refused: counted, not fatal.
-        k.send_verdicts(QUEUE, &[(ids[0], None)]).unwrap();
+        // A verdict for an id the queue does not hold is refused: counted,
+        // not fatal, and the kernel still takes the next one in the datagram.
+        let a5 = dns_answer(5, "tracking.example.com", [203, 0, 113, 7]);
+        server.send_to(&a5, to).unwrap();
+        let h = held(&k, 1).await.pop().unwrap();
+        k.send_verdicts(QUEUE, &[(ids[0], None), (h.id, None)]).unwrap();
+        assert_eq!(received(&client).as_deref(), Some(&a5[..]));
         let mut buf = Vec::new();
         let end = Instant::now() + Duration::from_secs(2);
         while k.dns_queue_stats().refused_verdicts == 0 && Instant::now() < end {
