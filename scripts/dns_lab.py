@@ -11,6 +11,12 @@ hardware address).
 
     scripts/dns_lab.py capture OUTDIR   # pcap, nflog-*.hex, seeds
     scripts/dns_lab.py rust OUTDIR      # Rust constants on stdout
+    scripts/dns_lab.py queue-capture OUTDIR  # nfqueue-*.hex (NFQUEUE instead of NFLOG)
+    scripts/dns_lab.py queue-rust OUTDIR     # their Rust constants and fuzz seeds
+
+The queue lab holds the replies in NFQUEUE 5336 instead (`iptables-nft
+-j NFQUEUE`: this kernel has no nft `queue`), read by a listener that
+writes each message and lets the packet go.
 
 Every namespace and process is removed on exit, failure included.
 """
@@ -24,6 +30,7 @@ import sys
 import time
 
 GROUP = 5335
+QUEUE = 5336
 NETLINK_NETFILTER = 12
 CLI, RES = f"leash-dnscli-{os.getpid()}", f"leash-dnsres-{os.getpid()}"
 RES4, RES6 = "10.53.0.1", "fd53::1"
@@ -97,6 +104,51 @@ def listen(group, out):
             f.flush()
 
 
+def nfq_msg(queue, msg, seq, attrs, flags=0x05):
+    body = struct.pack("!BBH", 0, 0, queue) + attrs
+    return struct.pack("=IHHII", 16 + len(body), (3 << 8) | msg, flags, seq, 0) + body
+
+
+def listen_queue(queue, out):
+    """NFQUEUE listener: bind, copy whole packets, write each message as hex, accept it."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    s.bind((0, 0))
+
+    def config(seq, attrs):
+        s.send(nfq_msg(queue, 2, seq, attrs))
+        return -struct.unpack_from("=i", s.recv(4096), 16)[0]
+
+    for seq, attrs in enumerate([
+        nla(1, struct.pack("!BBH", 1, 0, 0)),             # CFG_CMD BIND
+        nla(2, struct.pack("!IB", 0xFFFF, 2)),            # CFG_PARAMS packet, 0xffff
+    ], 1):
+        if config(seq, attrs):
+            sys.exit(f"NFQUEUE config failed at step {seq}")
+    # FAIL_OPEN | CONNTRACK; the kernel refuses CONNTRACK without conntrack's netlink glue.
+    if config(3, nla(5, struct.pack("!I", 3)) + nla(4, struct.pack("!I", 3))):
+        if config(4, nla(5, struct.pack("!I", 1)) + nla(4, struct.pack("!I", 3))):
+            sys.exit("NFQUEUE flags refused")
+    with open(out + ".ready", "w"):
+        pass
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    with open(out, "w") as f:
+        while True:
+            m = s.recv(65536)
+            f.write(m.hex() + "\n")
+            f.flush()
+            ty, = struct.unpack_from("=H", m, 4)
+            if ty != (3 << 8):
+                continue
+            off = 20
+            while off < len(m):
+                alen, aty = struct.unpack_from("=HH", m, off)
+                if aty & 0x3FFF == 1:                     # NFQA_PACKET_HDR: packet id first
+                    pid, = struct.unpack_from("!I", m, off + 4)
+                    s.send(nfq_msg(queue, 1, 0, nla(2, struct.pack("!II", 1, pid)), flags=0x01))
+                    break
+                off += (alen + 3) & ~3
+
+
 def encode_name(name):
     return b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
 
@@ -129,7 +181,7 @@ def wait_file(path, what, timeout=5):
         time.sleep(0.05)
 
 
-def capture(outdir):
+def capture(outdir, queue=False):
     os.makedirs(outdir, exist_ok=True)
     procs = []
     try:
@@ -146,20 +198,29 @@ def capture(outdir):
             CLI: ("input", ""),
         }
         for ns, (hook, prefix) in rules.items():
+            if queue:
+                for tool in ("iptables-nft", "ip6tables-nft"):
+                    for proto in ("udp", "tcp"):
+                        sh(*nsx(ns, tool, "-A", hook.upper(), "-p", proto, "--sport", "53",
+                                "-j", "NFQUEUE", "--queue-num", str(QUEUE), "--queue-bypass"))
+                continue
             r = (f"table inet lab {{\n chain replies {{\n type filter hook {hook} priority 0;\n"
                  f" udp sport 53 log{prefix} group {GROUP}\n tcp sport 53 log{prefix} group {GROUP}\n }}\n}}\n")
             sh(*nsx(ns, "nft", "-f", "-"), stdin=r)
+        kind = "nfqueue" if queue else "nflog"
         for ns, tag in ((RES, "output"), (CLI, "input")):
-            out = os.path.join(outdir, f"nflog-{tag}.hex")
-            procs.append(subprocess.Popen(nsx(ns, sys.executable, __file__, "listen", str(GROUP), out)))
-            wait_file(out + ".ready", "NFLOG listener")
+            out = os.path.join(outdir, f"{kind}-{tag}.hex")
+            procs.append(subprocess.Popen(nsx(ns, sys.executable, __file__, "listen-queue" if queue else "listen",
+                                              str(QUEUE if queue else GROUP), out)))
+            wait_file(out + ".ready", f"{kind} listener")
             os.remove(out + ".ready")
-        pcap = os.path.join(outdir, "replies.pcap")
-        td = subprocess.Popen(nsx(RES, "tcpdump", "-i", "res0", "-U", "--immediate-mode", "-w", pcap, "port 53"),
-                              stderr=subprocess.PIPE, text=True)
-        procs.append(td)
-        while "listening on" not in (td.stderr.readline() or "listening on"):
-            pass
+        if not queue:
+            pcap = os.path.join(outdir, "replies.pcap")
+            td = subprocess.Popen(nsx(RES, "tcpdump", "-i", "res0", "-U", "--immediate-mode", "-w", pcap, "port 53"),
+                                  stderr=subprocess.PIPE, text=True)
+            procs.append(td)
+            while "listening on" not in (td.stderr.readline() or "listening on"):
+                pass
         procs.append(subprocess.Popen(nsx(RES, *DNSMASQ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.5)
         for name, *q in QUERIES:
@@ -360,6 +421,67 @@ def rust(outdir):
                 break
 
 
+NFQA = {1: "NFQA_PACKET_HDR", 3: "NFQA_MARK", 4: "NFQA_TIMESTAMP", 5: "NFQA_IFINDEX_INDEV",
+        6: "NFQA_IFINDEX_OUTDEV", 9: "NFQA_HWADDR", 10: "NFQA_PAYLOAD", 11: "NFQA_CT", 12: "NFQA_CT_INFO",
+        13: "NFQA_CAP_LEN", 14: "NFQA_SKB_INFO", 16: "NFQA_UID", 17: "NFQA_GID"}
+
+
+def nfqueue_chunks(msg):
+    ln, ty, fl, seq, pid = struct.unpack_from("=IHHII", msg)
+    fam, ver, res = struct.unpack_from("!BBH", msg, 16)
+    out = [(msg[:16], f"nlmsghdr: len {ln} type {ty:#06x} flags {fl:#06x} seq {seq} pid {pid}"),
+           (msg[16:20], f"nfgenmsg: family {fam} version {ver} res_id {res}")]
+    off = 20
+    while off < ln:
+        alen, aty = struct.unpack_from("=HH", msg, off)
+        padded = min((alen + 3) & ~3, ln - off)
+        name = NFQA.get(aty & 0x3FFF, f"attr {aty}")
+        val = msg[off + 4:off + alen]
+        if aty == 10:
+            out.append((msg[off:off + 4], f"{name} (len {alen}): the packet, network header first"))
+            out += [(b, "  " + c) for b, c in packet_chunks(val)]
+            if padded > alen:
+                out.append((msg[off + alen:off + padded], "  padding"))
+        elif aty == 1:
+            pid_, proto, hook = struct.unpack("!IHB", val)
+            out.append((msg[off:off + padded], f"{name}: packet_id {pid_} hw_protocol {proto:#06x} hook {hook}"))
+        else:
+            out.append((msg[off:off + padded], f"{name} = {val.hex()}"))
+        off += padded
+    return out
+
+
+def queue_rust(outdir):
+    seeds = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", "seeds", "nfqueue_message")
+    os.makedirs(seeds, exist_ok=True)
+    for tag, want in (("output", ["A_UDP4", "AAAA_UDP6", "A_TCP4"]), ("input", ["A_UDP4"])):
+        msgs = [bytes.fromhex(l) for l in open(os.path.join(outdir, f"nfqueue-{tag}.hex")) if l.strip()]
+        for name in want:
+            qid = next(q[6] for q in QUERIES if q[0] == name)
+            for m in msgs:
+                off = 20
+                while off < len(m):
+                    alen, aty = struct.unpack_from("=HH", m, off)
+                    if aty == 10:
+                        body = dns_of(m[off + 4:off + alen])
+                        if len(body) >= 12 and struct.unpack_from("!H", body)[0] == qid:
+                            break
+                    off += (alen + 3) & ~3
+                else:
+                    continue
+                const = f"NFQUEUE_{tag.upper()}_{name}"
+                open(os.path.join(seeds, const.lower()), "wb").write(m)
+                hook = "output hook of the resolver" if tag == "output" else "input hook of the client"
+                print(rust_const(const, [
+                    f"NFQUEUE packet message for the reply to {name} (id {qid:#06x}), queued on the {hook}",
+                    f"namespace by `iptables-nft ... -j NFQUEUE --queue-num {QUEUE} --queue-bypass` and read by the",
+                    "listener of `scripts/dns_lab.py queue-capture` (bound with FAIL_OPEN; the kernel refused",
+                    "CONNTRACK; kernel 6.18, x86_64: host byte order is little-endian).",
+                ], nfqueue_chunks(m)))
+                print()
+                break
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "listen":
@@ -367,8 +489,14 @@ if __name__ == "__main__":
     elif cmd == "query":
         t, server, qname, qtype, edns, qid = sys.argv[2:8]
         query(t, server, qname, int(qtype), edns == "True", int(qid))
+    elif cmd == "listen-queue":
+        listen_queue(int(sys.argv[2]), sys.argv[3])
     elif cmd == "capture":
         capture(sys.argv[2])
+    elif cmd == "queue-capture":
+        capture(sys.argv[2], queue=True)
+    elif cmd == "queue-rust":
+        queue_rust(sys.argv[2])
     elif cmd == "rust":
         rust(sys.argv[2])
     else:

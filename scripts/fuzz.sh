@@ -14,7 +14,7 @@ set -u
 cd "$(dirname "$0")/../fuzz" || exit 2
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"dns_packet dns_rewrite nflog_message conntrack_message nft_event route_message list_file config_toml config_uci"}
+targets=${*:-"dns_packet dns_rewrite nflog_message nfqueue_message conntrack_message nft_event route_message list_file config_toml config_uci"}
 export RUSTC_BOOTSTRAP=1
 
 RUSTC_BOOTSTRAP=1 cargo fuzz build >/dev/null 2>&1 || RUSTC_BOOTSTRAP=1 cargo fuzz build -s none || exit 2

@@ -13,6 +13,10 @@
 //!   no groups, `REQUEST_RCVBUF`;
 //! - DNS answers: one `NETLINK_NETFILTER` socket, no groups, a large
 //!   buffer, then `nflog_bind(sock, group)` for the nft `log group`;
+//! - held DNS answers (`dns_hold`): one more such socket, opened by
+//!   `bind_dns_queue`, then `nfqueue_bind(sock, queue, maxlen)`; verdicts
+//!   go out on the same socket (the kernel takes them only from the
+//!   socket that bound the queue);
 //! - nf_tables notifications: one `NETLINK_NETFILTER` socket in
 //!   `nft_events::NFNLGRP_NFTABLES`, to see leash's table damaged;
 //! - rtnetlink events (`RTNLGRP_NEIGH`, `_LINK`, `_IPV4_IFADDR`,
@@ -24,6 +28,7 @@ pub mod socket;
 mod tests;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 
@@ -32,7 +37,8 @@ use crate::engine::{BypassAttempt, Flow, FlowCounters};
 use crate::codec::conntrack::{self, CtEvent, CtKind};
 use crate::codec::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
 use crate::codec::nftables::{ElemBatch, NFPROTO_INET};
-use crate::codec::{nflog, route};
+use crate::codec::nla::{self, Msg, NLMSG_ERROR};
+use crate::codec::{nflog, nfqueue, route};
 use socket::{NlSocket, RecvError};
 use crate::nft::SetChange;
 use crate::names::trust::Provenance;
@@ -46,6 +52,28 @@ const DNS_RCVBUF: usize = 8 << 20;
 /// one's. An overrun during our own rebuild is only a warning (the watch
 /// ignores it); any other overrun makes a rebuild.
 const NFT_EVENTS_RCVBUF: usize = 4 << 20;
+
+/// Packets the DNS queue holds at most (the kernel's default, too). Past
+/// that the kernel lets answers pass unheld (NFQA_CFG_F_FAIL_OPEN): a
+/// slow leash degrades to snooping, never to lost DNS. Answers of the
+/// router's own resolver meet another limit first: a held packet still
+/// counts against its sender's send buffer, and a non-blocking socket
+/// with the default 212 992 bytes got EAGAIN (the resolver loses the
+/// answer) after 256 held 100-byte, 167 500-byte or 93 1200-byte answers
+/// (6.18, lab). Holding is only safe while verdicts come in milliseconds.
+const DNS_QUEUE_MAXLEN: u32 = 1024;
+/// Receive buffer of the queue socket: room for a full queue, so that
+/// when leash falls behind the queue fills first. Each queued packet
+/// costs a skb's truesize, not its length: on 6.18 (x86_64) 832 bytes for
+/// a 128-byte packet, 2304 for 1430, 8448 for 4028 (a 4 kB EDNS answer).
+/// The kernel doubles the value asked, so this holds twice that.
+/// (A failed delivery fails open too, see `nfqueue_bind`, but costs the
+/// hold of the answer and an ENOBUFS on the socket.)
+const DNS_QUEUE_RCVBUF: usize = DNS_QUEUE_MAXLEN as usize * 8448;
+/// Verdict datagrams stay well under the socket's send buffer (the kernel
+/// refuses a datagram above it with EMSGSIZE); a bigger batch goes out in
+/// several.
+const VERDICT_DATAGRAM: usize = 128 << 10;
 
 const NFNLGRP_CONNTRACK_NEW: u32 = 1;
 const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
@@ -80,6 +108,42 @@ pub struct Kernel {
     rt_events: NlSocket,
     rt_req: NlSocket,
     dns: NlSocket,
+    /// Opened by the first `bind_dns_queue`.
+    dns_queue: Option<DnsQueue>,
+}
+
+/// The socket that holds DNS answers in NFQUEUE, once bound.
+struct DnsQueue {
+    sock: NlSocket,
+    queues: Vec<u16>,
+    /// Packet messages that arrived during a bind: the next read hands
+    /// them out before reading the socket.
+    early: std::sync::Mutex<Vec<Vec<u8>>>,
+    refused: AtomicU64,
+    overruns: AtomicU64,
+}
+
+/// A DNS answer held in the queue: its id (for the verdict), what it says, and the packet.
+#[derive(Debug)]
+pub struct Held {
+    pub id: u32,
+    /// `Err` for a packet that is not a readable answer (or that the
+    /// kernel copied only in part): let it go at once.
+    pub answer: Result<DnsAnswer, dns::DnsError>,
+    pub prov: Provenance,
+    /// The packet from its network header on, for a rewrite.
+    pub packet: Vec<u8>,
+}
+
+/// What went wrong on the queue socket so far (each is also logged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Verdicts the kernel refused (an unknown id: already let go, or the
+    /// queue was re-bound).
+    pub refused_verdicts: u64,
+    /// ENOBUFS on the socket: packets the kernel could not deliver, which
+    /// it let pass unheld (fail-open).
+    pub overruns: u64,
 }
 
 fn counters(e: &CtEvent) -> Option<FlowCounters> {
@@ -103,6 +167,7 @@ impl Kernel {
             )?,
             rt_req: NlSocket::open(libc::NETLINK_ROUTE, &[], RT_RCVBUF)?,
             dns: NlSocket::open(libc::NETLINK_NETFILTER, &[], DNS_RCVBUF)?,
+            dns_queue: None,
         })
     }
 
@@ -169,6 +234,109 @@ impl Kernel {
     /// DNS answers already queued, without waiting; `None` when there are none.
     pub fn try_read_dns(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<Logged>> {
         Ok(self.dns.try_recv(buf)?.map(|n| dns_answers(&buf[..n])))
+    }
+
+    /// Opens (once) the queue socket and binds `queue` to it: whole
+    /// packets (copy range 0xffff, a whole TCP answer), at most
+    /// `DNS_QUEUE_MAXLEN` held, fail-open, and the conntrack entry attached
+    /// where the kernel can (see `socket::nfqueue_bind`). Binding a queue
+    /// this `Kernel` holds already does nothing. Dropping the `Kernel`
+    /// closes the socket, which releases the queue; packets it still
+    /// held are then dropped by the kernel.
+    pub async fn bind_dns_queue(&mut self, queue: u16) -> anyhow::Result<()> {
+        if self.dns_queue.as_ref().is_some_and(|q| q.queues.contains(&queue)) {
+            return Ok(());
+        }
+        let q = match self.dns_queue.take() {
+            Some(q) => q,
+            None => {
+                let sock = NlSocket::open(libc::NETLINK_NETFILTER, &[], DNS_QUEUE_RCVBUF).context("opening the DNS queue socket")?;
+                DnsQueue { sock, queues: Vec::new(), early: Default::default(), refused: AtomicU64::new(0), overruns: AtomicU64::new(0) }
+            }
+        };
+        let q = self.dns_queue.insert(q);
+        let (with_ct, early) = socket::nfqueue_bind(&q.sock, queue, DNS_QUEUE_MAXLEN)
+            .await
+            .with_context(|| format!("binding NFQUEUE queue {queue} to hold DNS answers"))?;
+        q.queues.push(queue);
+        q.early.lock().unwrap_or_else(|e| e.into_inner()).extend(early);
+        tracing::info!(queue, with_ct, "holding DNS answers in NFQUEUE");
+        Ok(())
+    }
+
+    pub fn dns_queue_bound(&self) -> bool {
+        self.dns_queue.as_ref().is_some_and(|q| !q.queues.is_empty())
+    }
+
+    /// Held packets of the next datagram(s), and how many messages were
+    /// not a readable packet (they name no id, so nothing can answer
+    /// them). Refused verdicts and overruns are counted in
+    /// `dns_queue_stats` and logged. Never returns while no queue is bound.
+    pub async fn read_held(&self, buf: &mut Vec<u8>) -> anyhow::Result<(Vec<Held>, u64)> {
+        let Some(q) = self.dns_queue.as_ref() else { return std::future::pending().await };
+        if let Some(r) = q.take_early() {
+            return Ok(r);
+        }
+        queue_buf(buf);
+        loop {
+            match q.sock.recv(buf).await {
+                Ok(n) => return Ok(q.decode(&buf[..n])),
+                Err(RecvError::Overrun) => q.overrun(),
+                Err(e) => return Err(anyhow::Error::new(e).context("reading the DNS queue")),
+            }
+        }
+    }
+
+    /// Held packets already queued, without waiting; `None` when there are none.
+    pub fn try_read_held(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(Vec<Held>, u64)>> {
+        let Some(q) = self.dns_queue.as_ref() else { return Ok(None) };
+        if let Some(r) = q.take_early() {
+            return Ok(Some(r));
+        }
+        queue_buf(buf);
+        loop {
+            match q.sock.try_recv(buf) {
+                Ok(Some(n)) => return Ok(Some(q.decode(&buf[..n]))),
+                Ok(None) => return Ok(None),
+                Err(RecvError::Overrun) => q.overrun(),
+                Err(e) => return Err(anyhow::Error::new(e).context("reading the DNS queue")),
+            }
+        }
+    }
+
+    /// Lets these packets go, in one datagram (concatenated
+    /// NFQNL_MSG_VERDICT messages, no ACK requested; several datagrams
+    /// only past `VERDICT_DATAGRAM` bytes): `None` = accept as is,
+    /// `Some(bytes)` = accept with this replacement packet (checksums
+    /// included: the kernel copies it as it is). Each verdict's seq is its
+    /// packet id, so a refusal read later names the packet. A replacement
+    /// over `nfqueue::MAX_PAYLOAD` bytes is an error and nothing is sent.
+    pub fn send_verdicts(&self, queue: u16, verdicts: &[(u32, Option<&[u8]>)]) -> anyhow::Result<()> {
+        let q = self.dns_queue.as_ref().context("no DNS queue is bound")?;
+        if let Some((id, p)) = verdicts.iter().find_map(|(id, p)| p.filter(|p| p.len() > nfqueue::MAX_PAYLOAD).map(|p| (id, p))) {
+            anyhow::bail!("replacement for held packet {id} has {} bytes, above the {} a verdict can carry", p.len(), nfqueue::MAX_PAYLOAD);
+        }
+        let mut out = Vec::with_capacity(verdicts.len() * 32);
+        for &(id, payload) in verdicts {
+            let m = nfqueue::verdict_message(queue, id, nfqueue::NF_ACCEPT, payload, id);
+            if !out.is_empty() && out.len() + m.len() > VERDICT_DATAGRAM {
+                q.sock.send(&out).with_context(|| format!("sending DNS queue verdicts to queue {queue}"))?;
+                out.clear();
+            }
+            out.extend_from_slice(&m);
+        }
+        if !out.is_empty() {
+            q.sock.send(&out).with_context(|| format!("sending DNS queue verdicts to queue {queue}"))?;
+        }
+        Ok(())
+    }
+
+    /// Refused verdicts and overruns on the queue socket so far.
+    pub fn dns_queue_stats(&self) -> QueueStats {
+        self.dns_queue.as_ref().map_or_else(QueueStats::default, |q| QueueStats {
+            refused_verdicts: q.refused.load(Ordering::Relaxed),
+            overruns: q.overruns.load(Ordering::Relaxed),
+        })
     }
 
     /// Fills in the conntrack entry of each answer NFLOG sent without one
@@ -352,6 +520,85 @@ fn dns_answers(buf: &[u8]) -> Logged {
         }
     }
     (answers, bypass, bad)
+}
+
+/// Grows `buf` for the queue socket: a held packet of 64 KiB would not fit
+/// the usual receive buffer (the receive would fail as truncated).
+fn queue_buf(buf: &mut Vec<u8>) {
+    if buf.len() < socket::NFQUEUE_RECV_BUF {
+        buf.resize(socket::NFQUEUE_RECV_BUF, 0);
+    }
+}
+
+impl DnsQueue {
+    /// The packets kept from a bind, decoded; `None` when there are none.
+    fn take_early(&self) -> Option<(Vec<Held>, u64)> {
+        let early = std::mem::take(&mut *self.early.lock().unwrap_or_else(|e| e.into_inner()));
+        if early.is_empty() {
+            return None;
+        }
+        let (mut held, mut bad) = (Vec::new(), 0);
+        for m in &early {
+            let (h, b) = self.decode(m);
+            held.extend(h);
+            bad += b;
+        }
+        Some((held, bad))
+    }
+
+    fn overrun(&self) {
+        self.overruns.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("DNS queue socket overran: the kernel let answers pass unheld (fail-open)");
+    }
+
+    /// The held packets in one datagram, and how many messages in it were
+    /// not a readable packet. Errors (refused verdicts) are counted.
+    fn decode(&self, buf: &[u8]) -> (Vec<Held>, u64) {
+        let mut held = Vec::new();
+        let mut bad = 0;
+        for msg in nla::Messages::new(buf) {
+            let (raw, m) = match msg.and_then(|raw| Ok((raw, Msg::parse(raw)?))) {
+                Ok(v) => v,
+                Err(e) => {
+                    bad += 1;
+                    tracing::warn!(error = %e, "malformed NFQUEUE datagram skipped");
+                    break;
+                }
+            };
+            if m.hdr.ty == NLMSG_ERROR {
+                match nla::parse_error(m.hdr.flags, m.payload) {
+                    Ok(e) if e.errno == 0 => {}
+                    Ok(e) => {
+                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        // The seq of a verdict is the packet's id.
+                        tracing::warn!(id = e.orig.seq, errno = e.errno, error = %std::io::Error::from_raw_os_error(e.errno), "the kernel refused a DNS queue verdict");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "malformed netlink error on the DNS queue"),
+                }
+                continue;
+            }
+            match nfqueue::parse_message(raw) {
+                Ok(Some(p)) => {
+                    let answer = match p.cap_len {
+                        // Only the start of the packet came: nothing to judge or rewrite.
+                        Some(_) => Err(dns::DnsError::Truncated("queued copy of the packet")),
+                        None => dns::parse_packet(p.payload),
+                    };
+                    if let Err(e) = &answer {
+                        tracing::debug!(id = p.id, error = %e, "held packet is not a readable DNS answer");
+                    }
+                    let prov = Provenance { hook: Some(p.hook), ct_info: p.ct_info, ct_orig: p.ct_orig };
+                    held.push(Held { id: p.id, answer, prov, packet: p.payload.to_vec() });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    bad += 1;
+                    tracing::warn!(error = %e, "malformed NFQUEUE message skipped");
+                }
+            }
+        }
+        (held, bad)
+    }
 }
 
 fn decode_nft_events(buf: &[u8]) -> Vec<NftEvent> {

@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::codec::conntrack::{self, CtEvent, Flow};
 use crate::codec::nflog;
+use crate::codec::nfqueue;
 use crate::codec::nft_events::{self, TableInfo};
 use crate::codec::nftables::{BatchOp, ElemBatch};
 use crate::codec::nla::{
@@ -37,6 +38,11 @@ pub const NETLINK_NETFILTER: i32 = libc::NETLINK_NETFILTER;
 /// kernel builds (dump skbs are capped at 32 KiB, events are single
 /// messages), so MSG_TRUNC should never fire.
 pub const RECV_BUF: usize = 64 * 1024;
+
+/// Receive buffer for the NFQUEUE socket: one queued packet is one
+/// datagram, up to `nfqueue::MAX_PAYLOAD` bytes of packet plus its
+/// attributes, which is more than `RECV_BUF`.
+pub const NFQUEUE_RECV_BUF: usize = 128 * 1024;
 
 /// How long a request may go without any reply before it fails. Reset by
 /// every datagram, so long dumps are fine.
@@ -91,6 +97,14 @@ pub enum NlError {
     #[error("NFLOG group {group} is already bound by another socket (ulogd, `tcpdump -i nflog:{group}`, another leash?)")]
     NflogGroupTaken {
         group: u16,
+        #[source]
+        source: io::Error,
+    },
+    /// Another socket holds the NFQUEUE queue (another leash, a
+    /// `--queue-num` user such as suricata or snort): one listener a queue.
+    #[error("NFQUEUE queue {queue} is already bound by another socket (another leash, suricata, snort?)")]
+    NfqueueTaken {
+        queue: u16,
         #[source]
         source: io::Error,
     },
@@ -629,6 +643,92 @@ pub async fn nflog_bind(sock: &NlSocket, group: u16) -> Result<bool, NlError> {
     }
     tracing::debug!(group, port = sock.port_id(), with_ct, "bound NFLOG group");
     Ok(with_ct)
+}
+
+/// Makes NFQUEUE `queue`'s packets come to `sock`: whole packets (copy
+/// range `nfqueue::MAX_PAYLOAD`), at most `maxlen` held at once, and
+/// fail-open, with each packet's conntrack entry attached where the kernel
+/// can (true then; false without conntrack's netlink glue).
+///
+/// Fail-open covers both ways leash can fall behind (net/netfilter/
+/// nfnetlink_queue.c, `__nfqnl_enqueue_packet`, unchanged from 3.x to
+/// 6.x): a full queue, and a failed delivery to our socket (its receive
+/// buffer full); either way the kernel lets the packet pass unheld
+/// (`NF_ACCEPT`) instead of dropping it, and a failed delivery also sets
+/// ENOBUFS on the socket. Without the flag both drop the packet.
+///
+/// Returns too the packet messages that arrived before the last ack: they
+/// are held in the kernel like any other and need their verdict. If the
+/// flags step fails, the queue is released again rather than left bound
+/// without fail-open.
+pub async fn nfqueue_bind(sock: &NlSocket, queue: u16, maxlen: u32) -> Result<(bool, Vec<Vec<u8>>), NlError> {
+    let mut early = Vec::new();
+    let mut with_ct = true;
+    let want = nfqueue::NFQA_CFG_F_FAIL_OPEN | nfqueue::NFQA_CFG_F_CONNTRACK;
+    let reqs = nfqueue::bind_requests(queue, sock.alloc_seq(2), 0xffff, maxlen, want);
+    let r = match nfqueue_config(sock, &reqs[0], &mut early).await {
+        // EPERM: the queue belongs to another socket; EBUSY: this socket bound it already.
+        Err(NlError::Kernel { source, .. }) if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) => {
+            return Err(NlError::NfqueueTaken { queue, source });
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            let mut r = nfqueue_config(sock, &reqs[1], &mut early).await;
+            // EAGAIN: the kernel has just loaded conntrack's netlink module; ask again.
+            if matches!(&r, Err(e) if e.errno() == Some(libc::EAGAIN)) {
+                let again = nfqueue::bind_requests(queue, sock.alloc_seq(2), 0xffff, maxlen, want);
+                r = nfqueue_config(sock, &again[1], &mut early).await;
+            }
+            if matches!(&r, Err(e) if e.errno() == Some(libc::EOPNOTSUPP)) {
+                with_ct = false;
+                let plain = nfqueue::bind_requests(queue, sock.alloc_seq(2), 0xffff, maxlen, nfqueue::NFQA_CFG_F_FAIL_OPEN);
+                r = nfqueue_config(sock, &plain[1], &mut early).await;
+            }
+            r
+        }
+    };
+    if let Err(e) = r {
+        // Harmless when the bind itself failed.
+        let _ = nfqueue_config(sock, &nfqueue::unbind_request(queue, sock.next_seq()), &mut early).await;
+        return Err(match e {
+            NlError::Kernel { ext, source, .. } => NlError::Kernel { what: format!("NFQUEUE bind of queue {queue}"), ext, source },
+            e => e,
+        });
+    }
+    tracing::debug!(queue, port = sock.port_id(), with_ct, early = early.len(), "bound NFQUEUE queue");
+    Ok((with_ct, early))
+}
+
+/// Sends one config request and waits for its ack, keeping the queued
+/// packets that arrive meanwhile (`exchange` would drop them, and a held
+/// packet nobody answers stays held until the socket closes).
+async fn nfqueue_config(sock: &NlSocket, req: &[u8], early: &mut Vec<Vec<u8>>) -> Result<(), NlError> {
+    let seq = NlMsgHdr::parse(req).map_err(NlError::Decode)?.seq;
+    sock.send(req).map_err(NlError::Io)?;
+    let mut buf = vec![0; NFQUEUE_RECV_BUF];
+    loop {
+        let n = match tokio::time::timeout(REPLY_IDLE_TIMEOUT, sock.recv(&mut buf)).await {
+            Err(_) => return Err(NlError::Timeout(REPLY_IDLE_TIMEOUT)),
+            // Fail-open passed what did not fit; nothing to catch up on.
+            Ok(Err(RecvError::Overrun)) => continue,
+            Ok(r) => r.map_err(NlError::Recv)?,
+        };
+        let mut acked = None;
+        for raw in Messages::new(&buf[..n]) {
+            let raw = raw.map_err(NlError::Decode)?;
+            let m = Msg::parse(raw).map_err(NlError::Decode)?;
+            if m.hdr.ty == NLMSG_ERROR && m.hdr.pid == sock.port_id() && m.hdr.seq == seq {
+                acked = Some(parse_error(m.hdr.flags, m.payload).map_err(NlError::Decode)?);
+            } else if m.hdr.ty >= NLMSG_MIN_TYPE {
+                early.push(raw.to_vec());
+            }
+        }
+        match acked {
+            Some(e) if e.errno != 0 => return Err(NlError::kernel(format!("request seq {seq}"), &e)),
+            Some(_) => return Ok(()),
+            None => {}
+        }
+    }
 }
 
 fn route_events(msgs: &[Vec<u8>]) -> Result<Vec<RouteEvent>, NlError> {

@@ -681,3 +681,321 @@ fn kernel_nft_notifications_name_their_sender_and_gettable_sees_the_table() {
         assert_eq!(nft_get_table(&req, 1, "T").await.unwrap(), None, "deleted");
     });
 }
+
+// ---- NFQUEUE: holding DNS answers ----------------------------------------
+
+/// A DNS answer for `name` A `addr`, id `id`: a plain UDP payload.
+fn dns_answer(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
+    let mut a = dns_query(name);
+    a[..2].copy_from_slice(&id.to_be_bytes());
+    a[2..4].copy_from_slice(&[0x81, 0x80]);
+    a[6..8].copy_from_slice(&[0, 1]);
+    a.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x02, 0x58, 0, 4]);
+    a.extend_from_slice(&addr);
+    a
+}
+
+/// `packet` (IPv4 + UDP, as the queue held it) with its UDP payload
+/// replaced: lengths and the IP checksum set again, the UDP checksum left
+/// out (0, allowed over IPv4), as a rewrite would do.
+fn with_udp4_payload(packet: &[u8], payload: &[u8]) -> Vec<u8> {
+    let ihl = usize::from(packet[0] & 15) * 4;
+    let mut p = packet[..ihl + 8].to_vec();
+    p.extend_from_slice(payload);
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let mut sum: u32 = p[..ihl].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p[ihl + 4..ihl + 6].copy_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    p[ihl + 6..ihl + 8].copy_from_slice(&[0, 0]);
+    p
+}
+
+const QUEUE: u16 = 5336;
+
+/// A loopback namespace whose UDP replies from port 53 go to NFQUEUE
+/// `QUEUE` with bypass: what leash's table does for answers to the LAN.
+fn queue_rules() {
+    run(&["ip", "link", "set", "lo", "up"]);
+    for tool in ["iptables-nft", "ip6tables-nft"] {
+        run(&[tool, "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "NFQUEUE", "--queue-num", &QUEUE.to_string(), "--queue-bypass"]);
+    }
+}
+
+/// A resolver-side socket on port 53 and a client socket with a short timeout.
+fn udp_pair(v6: bool) -> (std::net::UdpSocket, std::net::UdpSocket) {
+    let host = if v6 { "[::1]" } else { "127.0.0.1" };
+    let server = std::net::UdpSocket::bind(format!("{host}:53")).unwrap();
+    let client = std::net::UdpSocket::bind(format!("{host}:0")).unwrap();
+    client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    (server, client)
+}
+
+/// The next datagram the client gets, if one comes within its timeout.
+fn received(client: &std::net::UdpSocket) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 2048];
+    client.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+/// Reads held packets until `n` have come (or panics after 3 s).
+async fn held(k: &super::Kernel, n: usize) -> Vec<super::Held> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while out.len() < n {
+        let (h, bad) = tokio::time::timeout(Duration::from_secs(3), k.read_held(&mut buf)).await.expect("no held packet").unwrap();
+        assert_eq!(bad, 0);
+        out.extend(h);
+    }
+    out
+}
+
+#[test]
+fn kernel_nfqueue_holds_answers_until_their_verdict() {
+    if !kernel_available() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        queue_rules();
+        let (server, client) = udp_pair(false);
+        let to = client.local_addr().unwrap();
+        // Nobody bound: --queue-bypass lets answers through.
+        let a1 = dns_answer(1, "tracking.example.com", [203, 0, 113, 7]);
+        server.send_to(&a1, to).unwrap();
+        assert_eq!(received(&client).as_deref(), Some(&a1[..]), "bypass while unbound");
+
+        let mut k = super::Kernel::open(1 << 20).await.unwrap();
+        assert!(!k.dns_queue_bound());
+        k.bind_dns_queue(QUEUE).await.unwrap();
+        assert!(k.dns_queue_bound());
+        // Binding it again is a no-op; another socket is refused clearly.
+        k.bind_dns_queue(QUEUE).await.unwrap();
+        let mut other = super::Kernel::open(1 << 20).await.unwrap();
+        let err = other.bind_dns_queue(QUEUE).await.unwrap_err();
+        assert!(matches!(err.downcast_ref::<NlError>(), Some(NlError::NfqueueTaken { queue: QUEUE, .. })), "{err:?}");
+        assert!(format!("{err:#}").contains("queue 5336"), "{err:#}");
+        drop(other);
+
+        // Held: the client gets nothing until the verdict.
+        server.send_to(&a1, to).unwrap();
+        let h = held(&k, 1).await.pop().unwrap();
+        assert_eq!(received(&client), None, "the answer must wait for its verdict");
+        assert_eq!(h.prov.hook, Some(3), "output hook");
+        assert_eq!((h.packet[0], h.packet.len()), (0x45, 20 + 8 + a1.len()));
+        assert_eq!(&h.packet[28..], &a1[..]);
+        let answer = h.answer.as_ref().unwrap();
+        assert_eq!((answer.qname.as_str(), answer.server_port, answer.client_port), ("tracking.example.com", 53, to.port()));
+        assert_eq!(answer.records[0].addr, ip("203.0.113.7"));
+        // No conntrack glue in the lab kernel: no entry attached.
+        println!("ct attached: {:?} {:?}", h.prov.ct_info, h.prov.ct_orig);
+        k.send_verdicts(QUEUE, &[(h.id, None)]).unwrap();
+        assert_eq!(received(&client).as_deref(), Some(&a1[..]), "accepted as it was");
+
+        // A verdict with a replacement: a shorter packet (an NXDOMAIN
+        // without the answer record) arrives instead.
+        let a2 = dns_answer(2, "tracking.example.com", [203, 0, 113, 7]);
+        server.send_to(&a2, to).unwrap();
+        let h = held(&k, 1).await.pop().unwrap();
+        let mut nx = a2[..a2.len() - 16].to_vec();
+        nx[3] = 0x83;
+        nx[6..8].copy_from_slice(&[0, 0]);
+        let replacement = with_udp4_payload(&h.packet, &nx);
+        k.send_verdicts(QUEUE, &[(h.id, Some(&replacement))]).unwrap();
+        assert_eq!(received(&client).as_deref(), Some(&nx[..]), "the replacement arrives, not the answer");
+        assert_eq!(received(&client), None);
+
+        // Several verdicts in one datagram, out of order, one replaced by a longer packet.
+        let answers: Vec<Vec<u8>> = (10..13).map(|i| dns_answer(i, "multi.example.com", [198, 51, 100, i as u8])).collect();
+        for a in &answers {
+            server.send_to(a, to).unwrap();
+        }
+        let hs = held(&k, 3).await;
+        let ids: Vec<u32> = hs.iter().map(|h| h.id).collect();
+        assert!(ids.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
+        let mut longer = answers[1].clone();
+        longer.extend_from_slice(&[0; 100]);
+        let bigger = with_udp4_payload(&hs[1].packet, &longer);
+        k.send_verdicts(QUEUE, &[(ids[2], None), (ids[0], None), (ids[1], Some(&bigger))]).unwrap();
+        let mut got: Vec<Vec<u8>> = (0..3).filter_map(|_| received(&client)).collect();
+        got.sort();
+        let mut want = vec![answers[0].clone(), longer, answers[2].clone()];
+        want.sort();
+        assert_eq!(got, want);
+
+        // A verdict for an id the queue does not hold is refused: counted,
+        // not fatal, and the kernel still takes the next one in the datagram.
+        let a5 = dns_answer(5, "tracking.example.com", [203, 0, 113, 7]);
+        server.send_to(&a5, to).unwrap();
+        let h = held(&k, 1).await.pop().unwrap();
+        k.send_verdicts(QUEUE, &[(ids[0], None), (h.id, None)]).unwrap();
+        assert_eq!(received(&client).as_deref(), Some(&a5[..]));
+        let mut buf = Vec::new();
+        let end = Instant::now() + Duration::from_secs(2);
+        while k.dns_queue_stats().refused_verdicts == 0 && Instant::now() < end {
+            let _ = tokio::time::timeout(Duration::from_millis(200), k.read_held(&mut buf)).await;
+        }
+        assert_eq!(k.dns_queue_stats(), super::QueueStats { refused_verdicts: 1, overruns: 0 });
+        // A replacement too big for a netlink attribute is an error, and sends nothing.
+        assert!(k.send_verdicts(QUEUE, &[(1, Some(&vec![0; crate::codec::nfqueue::MAX_PAYLOAD + 1]))]).is_err());
+
+        // A packet as big as a message can carry comes whole (above the
+        // usual 64 KiB receive buffer) and goes on whole.
+        let mut huge = dns_answer(4, "big.example.com", [203, 0, 113, 4]);
+        huge.resize(65470, 0);
+        server.send_to(&huge, to).unwrap();
+        let h = held(&k, 1).await.pop().unwrap();
+        assert_eq!(h.packet.len(), 28 + huge.len());
+        k.send_verdicts(QUEUE, &[(h.id, None)]).unwrap();
+        let mut big = vec![0u8; 70000];
+        let n = client.recv(&mut big).expect("the big answer");
+        assert_eq!(&big[..n], &huge[..]);
+
+        // IPv6 too.
+        let (server6, client6) = udp_pair(true);
+        let a6 = dns_answer(6, "v6.example.com", [203, 0, 113, 9]);
+        server6.send_to(&a6, client6.local_addr().unwrap()).unwrap();
+        let h = held(&k, 1).await.pop().unwrap();
+        assert_eq!((h.packet[0] >> 4, h.prov.hook), (6, Some(3)));
+        assert_eq!(&h.packet[48..], &a6[..]);
+        assert_eq!(h.answer.as_ref().unwrap().server, ip("::1"));
+        assert_eq!(received(&client6), None);
+        k.send_verdicts(QUEUE, &[(h.id, None)]).unwrap();
+        assert_eq!(received(&client6).as_deref(), Some(&a6[..]));
+
+        // A packet still held when the socket closes is dropped by the
+        // kernel (it flushes the queue with NF_DROP), not passed ...
+        server.send_to(&a1, to).unwrap();
+        held(&k, 1).await;
+        drop(k);
+        assert_eq!(received(&client), None, "held at close: dropped");
+        // ... and with the queue released, answers pass again (bypass).
+        let a3 = dns_answer(3, "tracking.example.com", [203, 0, 113, 7]);
+        server.send_to(&a3, to).unwrap();
+        assert_eq!(received(&client).as_deref(), Some(&a3[..]), "bypass after close");
+    });
+}
+
+#[test]
+fn kernel_nfqueue_bind_keeps_packets_that_come_during_the_bind() {
+    if !kernel_available() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        queue_rules();
+        let (server, client) = udp_pair(false);
+        // Room for every answer of the burst (≈ 830 bytes of buffer each).
+        nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20)).unwrap();
+        let to = client.local_addr().unwrap();
+        // Answers keep coming while the queue is bound: none may be lost
+        // in the bind's exchange (it would stay held for ever).
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = {
+            let stop = stop.clone();
+            let server = server.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut sent = 0u16;
+                while !stop.load(Ordering::Relaxed) && sent < 2000 {
+                    server.send_to(&dns_answer(sent, "burst.example.com", [192, 0, 2, 1]), to).unwrap();
+                    sent += 1;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                sent
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let mut k = super::Kernel::open(1 << 20).await.unwrap();
+        k.bind_dns_queue(QUEUE).await.unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        stop.store(true, Ordering::Relaxed);
+        let sent = sender.join().unwrap();
+        // Every held packet gets its verdict; then every answer has arrived.
+        let mut buf = Vec::new();
+        let mut released = 0;
+        while let Ok(r) = tokio::time::timeout(Duration::from_millis(300), k.read_held(&mut buf)).await {
+            let (h, bad) = r.unwrap();
+            assert_eq!(bad, 0);
+            let v: Vec<(u32, Option<&[u8]>)> = h.iter().map(|h| (h.id, None)).collect();
+            k.send_verdicts(QUEUE, &v).unwrap();
+            released += h.len();
+        }
+        let mut got = 0;
+        let mut b = [0u8; 512];
+        client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        while client.recv(&mut b).is_ok() {
+            got += 1;
+        }
+        println!("{sent} answers sent, {released} held and released, {got} received");
+        assert!(released > 0);
+        assert_eq!(got, usize::from(sent), "every answer arrived: none stuck in the queue");
+    });
+}
+
+#[test]
+fn kernel_nfqueue_fails_open_when_full_or_undeliverable() {
+    if !kernel_available() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.run(|| async {
+        queue_rules();
+        let (server, client) = udp_pair(false);
+        let to = client.local_addr().unwrap();
+        let answers: Vec<Vec<u8>> = (0..10).map(|i| dns_answer(i, "full.example.com", [192, 0, 2, i as u8])).collect();
+        let mut buf = Vec::new();
+
+        // A queue of 4: the other 6 answers pass at once, unheld.
+        let sock = NlSocket::open(NETLINK_NETFILTER, &[], 1 << 20).unwrap();
+        let (with_ct, early) = nfqueue_bind(&sock, QUEUE, 4).await.unwrap();
+        println!("conntrack attached to queued packets: {with_ct}");
+        assert!(early.is_empty());
+        for a in &answers {
+            server.send_to(a, to).unwrap();
+        }
+        let passed: Vec<Vec<u8>> = std::iter::from_fn(|| received(&client)).collect();
+        assert_eq!(passed, answers[4..].to_vec(), "the queue is full after 4");
+        let mut ids = Vec::new();
+        while ids.len() < 4 {
+            let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf)).await.expect("held packets").unwrap();
+            for m in crate::codec::nla::Messages::new(&buf[..n]) {
+                ids.extend(crate::codec::nfqueue::parse_message(m.unwrap()).unwrap().map(|p| p.id));
+            }
+        }
+        let mut v = Vec::new();
+        for &id in &ids {
+            v.extend(crate::codec::nfqueue::verdict_message(QUEUE, id, crate::codec::nfqueue::NF_ACCEPT, None, id));
+        }
+        sock.send(&v).unwrap();
+        let released: Vec<Vec<u8>> = std::iter::from_fn(|| received(&client)).collect();
+        assert_eq!(released, answers[..4].to_vec());
+        drop(sock);
+
+        // A receive buffer with room for only a few messages, and nobody
+        // reading: what the kernel cannot deliver passes too, and the
+        // socket reports the overrun.
+        let sock = NlSocket::open(NETLINK_NETFILTER, &[], 1).unwrap();
+        nfqueue_bind(&sock, QUEUE, 1024).await.unwrap();
+        for a in &answers {
+            server.send_to(a, to).unwrap();
+        }
+        let passed = std::iter::from_fn(|| received(&client)).count();
+        assert!(passed > 0, "undeliverable packets pass (fail-open)");
+        let mut held = 0;
+        let mut overrun = false;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), sock.recv(&mut buf)).await {
+                Ok(Ok(n)) => held += crate::codec::nla::Messages::new(&buf[..n]).count(),
+                Ok(Err(RecvError::Overrun)) => overrun = true,
+                Ok(Err(e)) => panic!("{e}"),
+                Err(_) => break,
+            }
+        }
+        println!("minimal receive buffer: {held} held, {passed} passed unheld");
+        assert!(overrun, "ENOBUFS reported");
+        assert_eq!(held + passed, answers.len());
+    });
+}
