@@ -557,6 +557,36 @@ impl Lab {
         }
     }
 
+    /// Queues the DNS answers to LAN devices to NFQUEUE `queue`, with
+    /// bypass (they pass while nobody reads it), as `dns_hold = "external"`
+    /// expects another firewall to: the router's resolver's answers on the
+    /// output hook, outside resolvers' forwarded answers on the forward
+    /// hook. This kernel has no nft `queue` expression, only the xtables
+    /// NFQUEUE target (FACTS), so `iptables-nft` it is.
+    pub fn queue_dns_answers(&self, queue: u16) {
+        let q = queue.to_string();
+        for tool in ["iptables-nft", "ip6tables-nft"] {
+            for (chain, proto) in [("OUTPUT", "udp"), ("OUTPUT", "tcp"), ("FORWARD", "udp"), ("FORWARD", "tcp")] {
+                let rule = [tool, "-A", chain, "-o", "br-lan", "-p", proto, "--sport", "53", "-m", "conntrack", "--ctdir", "REPLY", "-j", "NFQUEUE", "--queue-num", &q, "--queue-bypass"];
+                let out = self.router.try_exec(&rule);
+                assert!(out.status.success(), "{tool} NFQUEUE rule (apt-get install iptables): {}", text(&out.stderr));
+            }
+        }
+    }
+
+    /// Adds cloud hosts (addresses on the WAN's loopback).
+    pub fn add_wan_hosts(&self, addrs: &[String]) {
+        let file = self.dir.join("wan-hosts.batch");
+        let body: String = addrs.iter().map(|a| format!("addr add {a}/{} dev lo\n", if a.contains(':') { 128 } else { 32 })).collect();
+        std::fs::write(&file, body).expect("write batch");
+        self.wan.ip(&["-batch", file.to_str().unwrap_or_default()]);
+    }
+
+    /// A UDP sink on every WAN host, counting datagrams per sender.
+    pub fn wan_udp_counter(&self, port: u16) -> crate::netns::UdpCounter {
+        crate::netns::UdpCounter::start(&self.wan.name, port)
+    }
+
     // ---- WAN delay (the lab kernel has no netem) ----
 
     /// Delays every packet arriving in the WAN from the router by `ms`

@@ -14,6 +14,7 @@
 
 pub mod dns;
 pub mod flood;
+pub mod hold;
 pub mod http;
 pub mod lab;
 pub mod netns;

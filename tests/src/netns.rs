@@ -243,3 +243,53 @@ fn unmap(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+/// A UDP sink in a namespace, bound to `[::]:port` (IPv4 and IPv6): counts
+/// the datagrams per peer address and payload, so a test can tell which of
+/// a device's first datagrams got out (each payload names its target).
+/// Stopped on drop.
+pub struct UdpCounter {
+    pub port: u16,
+    seen: Arc<Mutex<HashMap<(IpAddr, Vec<u8>), u64>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpCounter {
+    pub fn start(ns: &str, port: u16) -> UdpCounter {
+        let sock = in_netns(ns, move || UdpSocket::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)))
+            .unwrap_or_else(|e| panic!("bind udp [::]:{port} in {ns}: {e}"));
+        sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    *c.lock().unwrap().entry((unmap(peer.ip()), buf[..n].to_vec())).or_default() += 1;
+                }
+            }
+        });
+        UdpCounter { port, seen, stop, thread: Some(thread) }
+    }
+
+    /// Datagrams received so far from `peer`, whatever their payload.
+    pub fn from(&self, peer: IpAddr) -> u64 {
+        self.seen.lock().unwrap().iter().filter(|((p, _), _)| *p == peer).map(|(_, n)| n).sum()
+    }
+
+    /// Datagrams received so far from `peer` whose payload satisfies `pred`.
+    pub fn matching(&self, peer: IpAddr, pred: impl Fn(&[u8]) -> bool) -> u64 {
+        self.seen.lock().unwrap().iter().filter(|((p, b), _)| *p == peer && pred(b)).map(|(_, n)| n).sum()
+    }
+}
+
+impl Drop for UdpCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

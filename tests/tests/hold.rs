@@ -105,7 +105,11 @@ fn three_hundred_denied_names_in_a_burst_get_nothing_through() {
     settle(&lab, &counter, 1);
     let s = lab.leash_json(&["status"]);
     println!("burst names={TRACKERS} answered={answered} leaked={} dns_held={} blocks_in_kernel={}", leaked(&counter, 1), flood::counter(&s, "dns_held"), s["blocks_in_kernel"]);
-    assert!(answered >= TRACKERS * 9 / 10, "only {answered} of {TRACKERS} answered");
+    // Every held answer counts against dnsmasq's send buffer (208 KiB, ≈832
+    // bytes each: 256 answers) until its verdict: a burst that dnsmasq
+    // answers faster than leash releases loses the answers past that
+    // (dnsmasq's sendto gets EAGAIN; the device asks again). None leaks.
+    assert!(answered >= 250, "only {answered} of {TRACKERS} answered");
     assert_eq!(leaked(&counter, 1), 0, "datagrams to denied names got through\n{}", lab.diagnostics());
     let elems = lab.set_elements("block_v4");
     let placed = (0..TRACKERS).filter(|&i| elems.contains(&format!("{} . {}", mac(1), tracker(i).1))).count();

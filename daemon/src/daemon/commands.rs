@@ -15,6 +15,13 @@ impl Daemon {
                 if new.socket != old.socket || new.state_dir != old.state_dir || new.syslog != old.syslog {
                     tracing::warn!("socket, state_dir and syslog take effect at the next start, not on reload");
                 }
+                if new.dns_hold != old.dns_hold || new.dns_queue != old.dns_queue {
+                    tracing::warn!("dns_hold and dns_queue take effect at the next start, not on reload");
+                }
+                let snooping = matches!(self.dns_path, nft::DnsPath::Snoop { .. });
+                if snooping {
+                    self.dns_path = nft::DnsPath::Snoop { group: new.dns_nflog_group };
+                }
                 let mut fx = Vec::new();
                 let old_bypass = self.engine.bypass_layout().cloned();
                 self.engine.reload(policy, now(), &mut fx);
@@ -33,7 +40,7 @@ impl Daemon {
                     let _ = self.rebuild_table().await;
                     drop_bypass_changes(&mut fx);
                 }
-                if group_changed {
+                if group_changed && snooping {
                     self.bind_dns().await;
                 }
                 self.execute(fx).await;
@@ -60,6 +67,12 @@ impl Daemon {
                 if let Some(o) = s.as_object_mut() {
                     o.insert("version".into(), env!("CARGO_PKG_VERSION").into());
                     o.insert("target".into(), crate::BUILD_TARGET.into());
+                    let dns = match self.dns_path {
+                        nft::DnsPath::Snoop { .. } => "snooped",
+                        nft::DnsPath::Hold { .. } => "held",
+                        nft::DnsPath::External => "held-external",
+                    };
+                    o.insert("dns_answers_path".into(), dns.into());
                     o.insert("flows_unjudged_pending".into(), self.pending.len().into());
                     o.insert("flows_unjudged_dropped".into(), self.engine.counters.pending_evicted.into());
                     o.insert("neighbour_lookups_dumps_only".into(), self.lookups.dumps_only().into());

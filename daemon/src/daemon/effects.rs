@@ -14,9 +14,12 @@ const MAX_SWEEP: usize = 4096;
 impl Daemon {
     /// Carries out effects: the block journal and the state saved first,
     /// then set changes, then flows cut, and the alert lines last.
-    pub(super) async fn execute(&mut self, fx: Vec<Effect>) {
+    /// Carries out effects; false when a set write failed (its repair
+    /// may not have put the elements in), so that alert lines sent later
+    /// can say `enforced=no` too.
+    pub(super) async fn execute(&mut self, fx: Vec<Effect>) -> bool {
         if fx.is_empty() {
-            return;
+            return true;
         }
         let mut sets: Vec<SetChange> = Vec::new();
         let mut cuts: Vec<Cut> = Vec::new();
@@ -85,6 +88,18 @@ impl Daemon {
             self.recent.push(&a, now());
             self.syslog.send(a.severity(), &a.to_string());
             self.notify.alert(&self.engine.policy().config.notify, &a, now(), || self.engine.device_reports(now()));
+        }
+        enforced
+    }
+
+    /// Marks alert lines whose enforcement failed (see `execute`).
+    pub(super) fn mark_unenforced(fx: &mut [Effect]) {
+        for e in fx {
+            if let Effect::Log(a) = e {
+                if claims_enforcement(a.verb) {
+                    a.set("enforced", "no");
+                }
+            }
         }
     }
 

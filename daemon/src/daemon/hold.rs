@@ -43,3 +43,166 @@ impl Daemon {
         self.rebuild_table().await.context("installing the nftables table")
     }
 }
+
+/// Held answers judged per batch: one flow lookup, one set update and one
+/// verdict datagram for all of them.
+const MAX_HELD_BATCH: usize = 64;
+
+/// A held answer on its way out: its queue id and what replaces it.
+struct Release {
+    id: u32,
+    /// The packet, kept for an NXDOMAIN rewrite; empty when unreadable.
+    packet: Vec<u8>,
+    /// Index into the batch's readable answers.
+    answer: Option<usize>,
+}
+
+impl Daemon {
+    /// Binds the queue `dns_hold` reads (`hold` or `external`); a queue
+    /// that cannot be bound turns a held table into a snooping one, so
+    /// answers are at least seen.
+    pub(super) async fn bind_queue(&mut self, queue: u16) {
+        match self.kernel.bind_dns_queue(queue).await {
+            Ok(()) => {
+                self.held_bound = true;
+                tracing::info!(queue, "holding DNS answers until they are judged");
+            }
+            Err(e) => {
+                self.held_bound = false;
+                tracing::error!(error = %e, queue, "cannot read the DNS answer queue");
+                self.syslog.send(Severity::Err, &format!("cannot hold DNS answers in NFQUEUE {queue}: {e:#}"));
+                if let DnsPath::Hold { .. } = self.dns_path {
+                    let group = self.engine.policy().config.daemon.dns_nflog_group;
+                    self.dns_path = DnsPath::Snoop { group };
+                    if self.rebuild_table().await.is_ok() {
+                        tracing::warn!(group, "DNS answers are snooped from NFLOG instead");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A datagram of held answers (and those queued behind it): judged,
+    /// their elements acknowledged by the kernel, and only then let go —
+    /// rewritten to NXDOMAIN where `dns_filter` says so. Whatever cannot
+    /// be read or judged passes at once.
+    pub(super) async fn on_held(&mut self, r: anyhow::Result<(Vec<crate::kernel::Held>, u64)>, buf: &mut Vec<u8>) {
+        let (mut held, mut bad) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                self.engine.counters.kernel_errors += 1;
+                tracing::error!(error = %e, "reading held DNS answers");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+        };
+        while held.len() < MAX_HELD_BATCH {
+            match self.kernel.try_read_held(buf) {
+                Ok(Some((more, b))) => {
+                    held.extend(more);
+                    bad += b;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.engine.counters.kernel_errors += 1;
+                    tracing::error!(error = %e, "reading held DNS answers");
+                    break;
+                }
+            }
+        }
+        self.judge_held(held, bad).await;
+    }
+
+    async fn judge_held(&mut self, held: Vec<crate::kernel::Held>, bad: u64) {
+        let began = std::time::Instant::now();
+        let queue = self.engine.policy().config.daemon.dns_queue;
+        let now = now();
+        let mut answers = Vec::with_capacity(held.len());
+        let mut out = Vec::with_capacity(held.len());
+        for h in held {
+            self.engine.counters.dns_held += 1;
+            match h.answer {
+                Ok(a) => {
+                    out.push(Release { id: h.id, packet: h.packet, answer: Some(answers.len()) });
+                    answers.push((a, h.prov));
+                }
+                Err(e) => {
+                    self.engine.counters.dns_held_unreadable += 1;
+                    tracing::debug!(error = %e, "held packet is not a readable DNS answer: passed");
+                    out.push(Release { id: h.id, packet: Vec::new(), answer: None });
+                }
+            }
+        }
+        // Held, the answer waits for its flow's lookup whatever resolver
+        // sent it: no race to lose.
+        self.kernel.look_up_flows(&mut answers).await;
+        let t_lookup = began.elapsed().as_micros() as u64;
+        let facts: Vec<_> = answers.iter().map(|(a, p)| (a.client, a.qname.clone(), a.records.clone(), self.engine.vouch(a, p))).collect();
+        let mut fx = Vec::new();
+        let unknown = self.take_answers(answers, bad, &mut fx);
+        if !unknown.is_empty() {
+            self.identify(unknown, &mut fx).await;
+        }
+        let t_judged = began.elapsed().as_micros() as u64;
+        let mut verdicts: Vec<(u32, Option<Vec<u8>>)> = Vec::with_capacity(out.len());
+        let mut filtered = Vec::new();
+        for r in out {
+            let judged = r.answer.and_then(|i| {
+                let (client, qname, records, via) = &facts[i];
+                self.engine.dns_filter(*client, qname, records, (*via)?, now).map(|j| (*client, j))
+            });
+            let replacement = match judged {
+                Some((client, j)) => match crate::codec::dns_rewrite::nxdomain_packet(&r.packet) {
+                    Ok(p) => {
+                        self.engine.counters.dns_nxdomain += 1;
+                        filtered.push(client);
+                        tracing::debug!(%client, rule = %j.rule, "denied name answered NXDOMAIN");
+                        Some(p)
+                    }
+                    // A TCP answer passes: its addresses are blocked.
+                    Err(e) => {
+                        tracing::debug!(error = %e, %client, "denied answer not rewritable: passed, its addresses judged");
+                        None
+                    }
+                },
+                None => None,
+            };
+            verdicts.push((r.id, replacement));
+        }
+        mark_nxdomain(&mut fx, &filtered, &self.engine);
+        // Elements first (acknowledged, with their journal and state), then
+        // the answers go. Alert lines and flow cuts (a dump, for a
+        // quarantine) after: nothing of the device's can pass meanwhile,
+        // and every held answer counts against its resolver's send buffer
+        // (dnsmasq's 208 KiB hold ≈ 256 answers), so release comes first.
+        let (later, first): (Vec<Effect>, Vec<Effect>) = fx.into_iter().partition(|e| matches!(e, Effect::Cut(_) | Effect::Log(_)));
+        let enforced = self.execute(first).await;
+        let t_acked = began.elapsed().as_micros() as u64;
+        let v: Vec<(u32, Option<&[u8]>)> = verdicts.iter().map(|(id, p)| (*id, p.as_deref())).collect();
+        if let Err(e) = self.kernel.send_verdicts(queue, &v) {
+            self.engine.counters.kernel_errors += 1;
+            tracing::error!(error = %e, answers = v.len(), "releasing held DNS answers failed");
+        }
+        tracing::debug!(answers = v.len(), t_lookup, t_judged, t_acked, us = began.elapsed().as_micros() as u64, "released held DNS answers");
+        let mut later = later;
+        if !enforced {
+            Self::mark_unenforced(&mut later);
+        }
+        self.execute(later).await;
+    }
+}
+
+/// The alert lines a rewritten answer caused say so (`dns=nxdomain`).
+fn mark_nxdomain(fx: &mut [Effect], clients: &[std::net::IpAddr], engine: &Engine) {
+    if clients.is_empty() {
+        return;
+    }
+    let macs: Vec<String> = clients.iter().filter_map(|c| engine.devices.mac_of(*c)).map(|m| m.to_string()).collect();
+    for e in fx {
+        if let Effect::Log(a) = e {
+            if a.get("device").is_some_and(|d| macs.iter().any(|m| m == d)) && a.get("rule").is_some_and(|r| r.starts_with("list:")) {
+                a.set("dns", "nxdomain");
+            }
+        }
+    }
+}

@@ -115,6 +115,8 @@ struct Daemon {
     /// How DNS answers reach leash: decided at start (`dns_hold`, and
     /// whether this kernel has nft `queue`), kept until restart.
     dns_path: nft::DnsPath,
+    /// The NFQUEUE of held answers is bound (`dns_hold`).
+    held_bound: bool,
     vendors: crate::names::vendor::Vendors,
     /// When byte counters were last read from a dump (for upload_alert).
     counters_read: u64,
@@ -199,7 +201,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), held_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
     d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
@@ -253,6 +255,7 @@ impl Daemon {
         let mut ct_buf = Vec::new();
         let mut rt_buf = Vec::new();
         let mut dns_buf = Vec::new();
+        let mut held_buf = Vec::new();
         let mut nft_buf = Vec::new();
         loop {
             // Each arm does a bounded piece of work, so that control
@@ -261,6 +264,11 @@ impl Daemon {
             let now = std::time::Instant::now;
             let heal_at = self.watch.due().map(tokio::time::Instant::from_std);
             let (arm, began) = tokio::select! {
+                r = self.kernel.read_held(&mut held_buf), if self.held_bound => {
+                    let t = now();
+                    self.on_held(r, &mut held_buf).await;
+                    ("dns-held", t)
+                }
                 r = self.kernel.read_dns(&mut dns_buf), if self.dns_bound => {
                     let t = now();
                     self.on_dns(r, &mut dns_buf).await;
@@ -518,6 +526,18 @@ impl Daemon {
     }
 
     async fn bind_dns(&mut self) {
+        let queue = match self.dns_path {
+            nft::DnsPath::Hold { queue } => Some(queue),
+            nft::DnsPath::External => Some(self.engine.policy().config.daemon.dns_queue),
+            nft::DnsPath::Snoop { .. } => None,
+        };
+        if let Some(q) = queue {
+            self.bind_queue(q).await;
+        }
+        // Snooping, or holding failed and the table snoops instead.
+        if !matches!(self.dns_path, nft::DnsPath::Snoop { .. }) {
+            return;
+        }
         let group = self.engine.policy().config.daemon.dns_nflog_group;
         match self.kernel.bind_dns(group).await {
             Ok(with_ct) => {

@@ -147,6 +147,12 @@ pub struct Counters {
     pub dns_unsolicited: u64,
     /// Times the NFLOG queue of DNS answers overran (answers lost).
     pub dns_overruns: u64,
+    /// DNS answers held in the queue (`dns_hold`), those passed at once
+    /// because they were no readable answer, and those rewritten to
+    /// NXDOMAIN (`dns_filter`).
+    pub dns_held: u64,
+    pub dns_held_unreadable: u64,
+    pub dns_nxdomain: u64,
     /// Destinations blocked or quarantined when their DNS answer passed.
     pub dns_judged_deny: u64,
     pub counted_evicted: u64,

@@ -13,7 +13,11 @@
 //!     and DNS answers the daemon processes per second;
 //! (e) status latency on the control socket (p50/p99/max) while floods run:
 //!     5 000 LAN neighbours with flows (more than the device table holds),
-//!     and a 250 000-flow `conntrack -R` burst; with RSS and the counters.
+//!     and a 250 000-flow `conntrack -R` burst; with RSS and the counters;
+//! (f) held DNS answers against snooped ones and the DIY anchor (`hold.rs`).
+
+#[path = "bench/hold.rs"]
+mod hold;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -47,6 +51,7 @@ fn main() {
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("dns") => return dns_figures(),
         Ok("floods") => return flood_figures(),
+        Ok("hold") => return hold::hold_figures(),
         _ => {}
     }
     let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
@@ -64,6 +69,7 @@ fn main() {
 
     dns_figures();
     flood_figures();
+    hold::hold_figures();
 }
 
 fn status(lab: &Lab) -> Value {
