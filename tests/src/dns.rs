@@ -98,7 +98,8 @@ impl Resolver {
         cmd.args(["netns", "exec", ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
             .arg("--port=53")
             .arg("--user=root")
-            .arg("--cache-size=0")
+            // No cache unless the zone asks: tests see every answer made.
+            .args(if zone.args().iter().any(|a| a.starts_with("--cache-size=")) { None } else { Some("--cache-size=0") })
             .arg(format!("--pid-file={}", dir.join(format!("{tag}.pid")).display()))
             .arg(format!("--log-facility={}", log.display()))
             // The readiness probe's own name: answered locally, never asked by tests.

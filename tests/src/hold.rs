@@ -59,6 +59,9 @@ pub fn tracker_zone(lab: &Lab, extra: &[String]) -> Zone {
 pub fn resolve_and_send(lab: &Lab, n: u8, names: Vec<String>) -> usize {
     in_netns(&lab.dev(n).name, move || {
         let q = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        // Room for every answer of the burst: with the default 208 KiB
+        // (≈832 bytes a datagram) the socket itself would drop past 256.
+        set_rcvbuf(&q, 4 << 20);
         q.connect(SocketAddr::new(ip(ROUTER_V4), 53)).expect("connect");
         let out = UdpSocket::bind("0.0.0.0:0").expect("bind");
         for (i, name) in names.iter().enumerate() {
@@ -126,14 +129,20 @@ pub fn paced_latencies(lab: &Lab, n: u8, server: IpAddr, name: &str, rate: u32, 
             }
         });
         let queries: Vec<Vec<u8>> = (0..count).map(|i| build_query(i as u16, &name, QType::A)).collect();
+        // Paced by the millisecond (rate/1000 queries each), sleeping in
+        // between: a spinning sender would take a core from the resolver
+        // and the daemon on a two-core box, and be the noise it measures.
+        let per_ms = (rate as usize / 1000).max(1);
         let t0 = Instant::now();
-        for (i, q) in queries.iter().enumerate() {
-            let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
-            while Instant::now() < due {
-                std::hint::spin_loop();
+        for (tick, chunk) in queries.chunks(per_ms).enumerate() {
+            let due = t0 + Duration::from_millis(tick as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
             }
-            sent.lock().unwrap()[i % 65536] = Some(Instant::now());
-            let _ = s.send(q);
+            for (k, q) in chunk.iter().enumerate() {
+                sent.lock().unwrap()[(tick * per_ms + k) % 65536] = Some(Instant::now());
+                let _ = s.send(q);
+            }
         }
         let _ = reader.join();
         let mut v = std::mem::take(&mut *got.lock().unwrap());
@@ -149,4 +158,10 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
         return 0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// SO_RCVBUFFORCE (root) so the size holds beyond rmem_max.
+fn set_rcvbuf(s: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsFd;
+    let _ = nix::sys::socket::setsockopt(&s.as_fd(), nix::sys::socket::sockopt::RcvBufForce, &bytes);
 }

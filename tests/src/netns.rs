@@ -248,9 +248,12 @@ fn unmap(ip: IpAddr) -> IpAddr {
 /// the datagrams per peer address and payload, so a test can tell which of
 /// a device's first datagrams got out (each payload names its target).
 /// Stopped on drop.
+/// Datagrams per (sender, payload).
+type Seen = Arc<Mutex<HashMap<(IpAddr, Vec<u8>), u64>>>;
+
 pub struct UdpCounter {
     pub port: u16,
-    seen: Arc<Mutex<HashMap<(IpAddr, Vec<u8>), u64>>>,
+    seen: Seen,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
