@@ -236,3 +236,44 @@ fn hostile_packets_in_the_queue_pass_and_are_counted() {
     assert!(flood::counter(&s, "dns_held_unreadable") >= before + 3, "{s}");
     assert!(lab.daemon_pid().is_some());
 }
+
+/// This kernel has no nft `queue`: `auto` (the default) snoops instead,
+/// with one warning, and says so in `status`; `on` refuses to start, with
+/// the reason, and leaves no table behind.
+#[test]
+fn auto_falls_back_to_snooping_and_on_refuses_without_nft_queue() {
+    let mut lab = common::lab("hold-auto", 1);
+    lab.start_leash(&common::config("enforce", "block", "", ""));
+    let s = lab.leash_json(&["status"]);
+    assert_eq!(s["dns_answers_path"], "snooped", "{s}");
+    let warn = lab.wait_syslog("the fallback warning", |l| l.msg.contains("dns_hold") && l.msg.contains("kmod-nft-queue"));
+    assert_eq!(warn.pri & 7, leash_lab::PRI_WARNING & 7, "{warn:?}");
+    assert_eq!(lab.syslog_parsed().iter().filter(|l| l.msg.contains("kmod-nft-queue")).count(), 1, "one warning");
+    assert!(lab.nft_json().is_some());
+    lab.stop_leash();
+    let config = lab.write_config(&common::config("enforce", "block", "dns_hold = \"on\"", ""));
+    let out = lab.router().try_exec(&[leash_lab::lab::leash_bin().to_str().unwrap_or_default(), "daemon", "--config", config.to_str().unwrap_or_default()]);
+    let err = leash_lab::lab::text(&out.stderr);
+    assert!(!out.status.success(), "leash started with dns_hold = on on a kernel without nft queue");
+    assert!(err.contains("dns_hold") && err.contains("kmod-nft-queue"), "{err}");
+    assert!(!lab.table_exists(), "a refused start left its table");
+}
+
+/// With answers held, the NFLOG group still carries dns_bypass's cut
+/// logs: a device of a blocking profile that tries DNS over TLS is cut and
+/// the line names it; its plain DNS to the WAN is answered by the router
+/// (held like any answer).
+#[test]
+fn dns_bypass_lines_come_while_answers_are_held() {
+    let extra = format!("\n[profile.strict]\nunlisted = \"allow\"\ndns_bypass = \"block\"\n\n[[device]]\nmac = \"{}\"\nprofile = \"strict\"\n", mac(1));
+    let lab = held_lab("hold-bypass", 1, &extra);
+    let _dot = lab.wan_tcp_server(853);
+    common::assert_dropped(&lab, 1, &tracker(250).1, 853);
+    lab.wait_syslog_verb("BLOCK", &[("device", &mac(1)), ("dport", "853"), ("rule", "dns_bypass")]);
+    // Asked directly, the WAN's 198.51.100.20 (no resolver runs there):
+    // the router's dnsmasq answers instead, and that answer is held.
+    let held = flood::counter(&lab.leash_json(&["status"]), "dns_held");
+    let r = lab.try_resolve(1, OUTSIDE_RESOLVER, &allowed(2).0, QType::A).expect("redirected to the router's resolver");
+    assert_eq!(r.addrs, vec![ip(&allowed(2).1)]);
+    assert!(flood::counter(&lab.leash_json(&["status"]), "dns_held") > held);
+}

@@ -534,10 +534,8 @@ impl Daemon {
         if let Some(q) = queue {
             self.bind_queue(q).await;
         }
-        // Snooping, or holding failed and the table snoops instead.
-        if !matches!(self.dns_path, nft::DnsPath::Snoop { .. }) {
-            return;
-        }
+        // Bound whatever the path: with answers held it carries the
+        // dns_bypass cut logs alone.
         let group = self.engine.policy().config.daemon.dns_nflog_group;
         match self.kernel.bind_dns(group).await {
             Ok(with_ct) => {
