@@ -291,6 +291,24 @@ pub fn query_here(server: IpAddr, name: &str, qtype: QType, timeout: Duration) -
     }
 }
 
+/// `query_here` over TCP (RFC 1035 §4.2.2: each message after its 2-byte
+/// length), for answers too big for UDP or clients that prefer TCP.
+pub fn query_tcp_here(server: IpAddr, name: &str, qtype: QType, timeout: Duration) -> std::io::Result<Reply> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&SocketAddr::new(server, 53), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    let id = next_id();
+    let q = build_query(id, name, qtype);
+    let mut m = (q.len() as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(&q);
+    s.write_all(&m)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf)?;
+    parse_reply(&buf).filter(|r| r.id == id).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not the reply"))
+}
+
 /// Bulk queries for the bench: from namespace `ns`, asks `server` for
 /// `names(i)` for i in 0..count, keeping at most `window` queries in flight
 /// (a lost datagram is given up after `timeout`). Returns (replies received,

@@ -151,6 +151,15 @@ consent = ["=t1.tracking.example.com"]
         assert_eq!(r.rcode, 0, "device 2 {name} {q:?}");
         assert!(!r.addrs.is_empty(), "device 2 {name} {q:?}: {r:?}");
     }
+    // Over IPv6 too (ip6tables queues it, the rewrite's checksum is right
+    // or the device's stack drops it and this times out).
+    let r = lab.try_resolve(1, leash_lab::lab::ROUTER_V6, "t0.tracking.example.com", QType::A).expect("an answer over IPv6");
+    assert_eq!((r.rcode, r.addrs.len()), (3, 0), "device 1 over IPv6: {r:?}");
+    // Over TCP the answer passes (no rewrite of a stream) and its address
+    // is blocked for the device.
+    let r = in_netns(&lab.dev(1).name, || leash_lab::dns::query_tcp_here(ip(ROUTER_V4), "t5.tracking.example.com", QType::A, Duration::from_secs(2))).expect("a TCP answer");
+    assert_eq!((r.rcode, r.addrs.clone()), (0, vec![ip(&tracker(5).1)]), "{r:?}");
+    lab.wait_until(Duration::from_secs(2), "the TCP answer's address blocked", || lab.set_has("block_v4", &format!("{} . {}", mac(1), tracker(5).1)));
     // A consented name is answered; an allowed one too.
     let r = ask(3, "t1.tracking.example.com", QType::A);
     assert_eq!((r.rcode, r.addrs), (0, vec![ip(&tracker(1).1)]));
