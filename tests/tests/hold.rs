@@ -286,3 +286,41 @@ fn dns_bypass_lines_come_while_answers_are_held() {
     assert_eq!(r.addrs, vec![ip(&allowed(2).1)]);
     assert!(flood::counter(&lab.leash_json(&["status"]), "dns_held") > held);
 }
+
+/// A clean stop (SIGTERM) while a device resolves in a loop: the answers
+/// held at that moment are let go, not dropped with the queue's socket.
+#[test]
+fn a_clean_stop_loses_no_answer() {
+    let mut lab = held_lab("hold-stop", 1, "");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ns, s2) = (lab.dev(1).name.clone(), stop.clone());
+    let looper = std::thread::spawn(move || {
+        in_netns(&ns, move || {
+            // Many small queries in flight, so that some are held at the stop.
+            let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+            s.connect(SocketAddr::new(ip(ROUTER_V4), 53)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_millis(1500))).ok();
+            let (mut sent, mut got, mut buf) = (0u32, 0u32, [0u8; 512]);
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..8 {
+                    let _ = s.send(&build_query(sent as u16, &allowed(4).0, QType::A));
+                    sent += 1;
+                }
+                for _ in 0..8 {
+                    if s.recv(&mut buf).is_ok() {
+                        got += 1;
+                    }
+                }
+            }
+            (sent, got)
+        })
+    });
+    let held = |lab: &Lab| flood::counter(&lab.leash_json(&["status"]), "dns_held");
+    lab.wait_until(Duration::from_secs(5), "answers held", || held(&lab) >= 200);
+    lab.stop_leash();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, got) = looper.join().expect("loop");
+    println!("clean stop: sent={sent} answered={got}");
+    assert_eq!(sent, got, "{} answers lost at the clean stop", sent - got);
+}

@@ -36,6 +36,10 @@ impl Daemon {
                 }
                 let first = e.to_string().lines().next().unwrap_or_default().to_string();
                 tracing::warn!(queue, group, error = %first, "this kernel has no nft queue (kmod-nft-queue): DNS answers are snooped from NFLOG, not held; a device's first UDP packet may beat the verdict");
+                let filtering: Vec<&str> = self.engine.policy().config.profiles.values().filter(|p| p.dns_filter == crate::config::DnsFilter::Nxdomain).map(|p| p.name.as_str()).collect();
+                if !filtering.is_empty() {
+                    tracing::warn!(profiles = ?filtering, "dns_filter = \"nxdomain\" needs held answers: these profiles' denied names are answered (and their addresses blocked) until kmod-nft-queue is installed");
+                }
                 self.syslog.send(Severity::Warning, &format!("dns_hold: no nft queue in this kernel (kmod-nft-queue); DNS answers are snooped from NFLOG group {group}, not held"));
                 self.dns_path = DnsPath::Snoop { group };
             }
@@ -189,6 +193,34 @@ impl Daemon {
             Self::mark_unenforced(&mut later);
         }
         self.execute(later).await;
+    }
+}
+
+impl Daemon {
+    /// At a stop: every answer still queued passes as it is (the kernel
+    /// would drop them when the socket closes), until the queue is empty.
+    pub(super) fn release_all_held(&mut self) {
+        if !self.held_bound {
+            return;
+        }
+        let queue = self.engine.policy().config.daemon.dns_queue;
+        let mut buf = Vec::new();
+        let mut released = 0usize;
+        // Bounded: answers keep coming while the table queues them.
+        for _ in 0..64 {
+            let Ok(Some((held, _))) = self.kernel.try_read_held(&mut buf) else { break };
+            let v: Vec<(u32, Option<&[u8]>)> = held.iter().map(|h| (h.id, None)).collect();
+            released += v.len();
+            if let Err(e) = self.kernel.send_verdicts(queue, &v) {
+                tracing::warn!(error = %e, "releasing held DNS answers at stop failed");
+                break;
+            }
+        }
+        // At once: what comes now passes unheld instead of being dropped
+        // with the socket later, while the table is cleaned up.
+        self.kernel.close_dns_queue();
+        self.held_bound = false;
+        tracing::debug!(released, "released the held DNS answers at stop");
     }
 }
 

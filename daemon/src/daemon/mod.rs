@@ -219,6 +219,8 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let local = tokio::task::LocalSet::new();
     let result = local.run_until(d.main_loop(listener, fetched_rx)).await;
+    // Closing the queue socket drops what it holds: let it go first.
+    d.release_all_held();
     let keep = d.engine.policy().config.daemon.keep_on_exit;
     let table = d.engine.policy().config.daemon.nft_table.clone();
     let outcome = if keep {

@@ -236,6 +236,13 @@ impl Kernel {
         Ok(self.dns.try_recv(buf)?.map(|n| dns_answers(&buf[..n])))
     }
 
+    /// Closes the queue socket: from now on the queue's answers pass
+    /// unheld (bypass). What it still held is dropped by the kernel, so
+    /// release that first.
+    pub fn close_dns_queue(&mut self) {
+        self.dns_queue = None;
+    }
+
     /// Opens (once) the queue socket and binds `queue` to it: whole
     /// packets (copy range 0xffff, a whole TCP answer), at most
     /// `DNS_QUEUE_MAXLEN` held, fail-open, and the conntrack entry attached
