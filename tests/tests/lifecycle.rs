@@ -183,8 +183,9 @@ fn proc_status(pid: u32, key: &str) -> String {
 /// (l) The package's procd hardening is enough: with exactly the packaged
 /// capability sets and no_new_privs, leash starts (nft, run as a child,
 /// makes its table), turns conntrack accounting on, quarantines a device
-/// from its conntrack event, releases it on the owner's command and
-/// removes its table on a clean stop.
+/// from its conntrack event (the notifier it runs holds no more than it
+/// does), releases it on the owner's command and removes its table on a
+/// clean stop.
 #[test]
 fn runs_with_the_packaged_capabilities_alone() {
     let caps = packaged_caps();
@@ -194,7 +195,16 @@ fn runs_with_the_packaged_capabilities_alone() {
     lab.router().exec(&["sysctl", "-qw", "net.netfilter.nf_conntrack_acct=0"]);
     let wrap = setpriv_as_packaged(&caps);
     lab.wrap_daemon(&wrap.iter().map(String::as_str).collect::<Vec<_>>());
-    lab.start_leash(&config("enforce", "quarantine", "keep_on_exit = false", ""));
+    // A notifier, as the owner's scripts are run: it writes down what it holds.
+    let held = lab.dir.join("notifier-caps");
+    let notifier = lab.dir.join("notify.sh");
+    std::fs::write(&notifier, format!("#!/bin/sh
+cat >/dev/null
+grep -E '^(Cap|NoNewPrivs)' /proc/self/status >'{}'
+", held.display())).expect("write notifier");
+    std::fs::set_permissions(&notifier, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod notifier");
+    let notify = format!("\n[notify]\nexec = \"{}\"\n", notifier.display());
+    lab.start_leash(&config("enforce", "quarantine", "keep_on_exit = false", &notify));
 
     let pid = lab.daemon_pid().expect("running");
     for (key, set) in [("CapBnd", "bounding"), ("CapEff", "effective"), ("CapPrm", "permitted"), ("CapInh", "inheritable"), ("CapAmb", "ambient")] {
@@ -207,6 +217,16 @@ fn runs_with_the_packaged_capabilities_alone() {
     assert_eq!(leash_lab::lab::text(&acct.stdout).trim(), "1", "the daemon turns conntrack accounting on\n{}", lab.diagnostics());
     quarantine_dev1(&lab);
     assert_dropped(&lab, 1, OK4, HTTPS);
+    // What the daemon runs gets no more than it has: root's exec hands a
+    // child the bounding set, and no_new_privs is inherited.
+    lab.wait_until(Duration::from_secs(5), "the notifier ran", || std::fs::read_to_string(&held).is_ok_and(|t| t.contains("NoNewPrivs")));
+    let child = std::fs::read_to_string(&held).unwrap();
+    let field = |key: &str| child.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).map(|v| v.trim().to_string());
+    for key in ["CapBnd", "CapEff", "CapPrm"] {
+        let mask = u64::from_str_radix(&field(key).unwrap_or_default(), 16).unwrap_or(u64::MAX);
+        assert_eq!(mask, cap_mask(&cap_names(&caps, "bounding")), "{key} of the notifier the daemon ran: {child}");
+    }
+    assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{child}");
     lab.leash_ok(&["release", &mac(1)]);
     lab.wait_until(Duration::from_secs(5), "quarantine_mac empty", || !lab.set_has("quarantine_mac", &mac(1)));
     assert_reaches(&lab, 1, OK4, HTTPS);
