@@ -6,7 +6,9 @@
 #      nft (openwrt-package/tests/init.sh);
 #   3. files/leash.config read by leash's own UCI reader (`leash check`, and
 #      the unit tests config::tests::openwrt_package_*);
-#   4. the Makefile carries what a Rust package of the feed needs;
+#   4. the Makefile carries what a Rust package of the feed needs, and the
+#      capabilities file (files/leash.capabilities) lists exactly what the
+#      daemon keeps;
 #   5. luci-app-leash: its Makefile on luci.mk, valid menu and ACL JSON, the
 #      ACL granting exactly the plugin's methods, the views in place.
 # Installs shellcheck with apt when missing.
@@ -69,7 +71,9 @@ check_mk "rust-package.mk include" '^include \.\./\.\./lang/rust/rust-package\.m
 check_mk "DEPENDS with RUST_ARCH_DEPENDS" '^  DEPENDS:=\$\(RUST_ARCH_DEPENDS\)'
 # DEPENDS with its continuation lines joined, one word a line.
 depends=$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$mk" | sed -n 's/^[[:space:]]*DEPENDS:=//p' | tr -s '[:blank:]' '\n')
-for dep in nftables kmod-nft-core kmod-nf-conntrack-netlink kmod-nfnetlink-log; do
+# kmod-nft-queue pulls in kmod-nfnetlink-queue (netfilter.mk); procd-ujail
+# is what applies the init script's capabilities and no_new_privs.
+for dep in nftables kmod-nft-core kmod-nf-conntrack-netlink kmod-nfnetlink-log kmod-nft-queue procd-ujail; do
     if grep -qxF -- "+$dep" <<<"$depends"; then ok "Makefile: DEPENDS +$dep"; else fail "Makefile: DEPENDS lacks +$dep"; fi
 done
 check_mk "conffiles section" '^define Package/leash/conffiles$'
@@ -79,6 +83,7 @@ done
 check_mk "Build/Compile of the daemon member" '^[[:space:]]+\$\(call Build/Compile/Cargo,daemon\)$'
 check_mk "binary installed as /usr/sbin/leash" 'INSTALL_BIN.*/bin/leash \$\(1\)/usr/sbin/leash$'
 check_mk "init script installed" 'INSTALL_BIN\) \./files/leash\.init \$\(1\)/etc/init\.d/leash$'
+check_mk "capabilities installed as /etc/capabilities/leash.json" 'INSTALL_DATA\) \./files/leash\.capabilities \$\(1\)/etc/capabilities/leash\.json$'
 check_mk "rpcd plugin installed as /usr/libexec/rpcd/leash" 'INSTALL_BIN\) \./files/leash\.rpcd \$\(1\)/usr/libexec/rpcd/leash$'
 check_mk "UCI defaults installed" 'INSTALL_CONF\) \./files/leash\.config \$\(1\)/etc/config/leash$'
 check_mk "BuildPackage" '^\$\(eval \$\(call BuildPackage,leash\)\)$'
@@ -96,6 +101,37 @@ if out=$(LEASH_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'i
     ok "rpcd plugin list: 11 methods"
 else
     fail "rpcd plugin list (build the binary first: cargo build -p leash): $out"
+fi
+
+# 4b. The capability sets procd's ujail gives the daemon (-C, read by
+# jail/capabilities.c: five lists of names, an absent list meaning "leave as
+# is"): all five present, CAP_NET_ADMIN alone where the daemon holds it,
+# nothing inheritable or ambient (as root, what it execs gets the bounding
+# set), every name one the kernel headers know; the init script points at
+# the installed path.
+caps_json=$PKG/files/leash.capabilities
+if out=$(python3 - "$caps_json" <<'PY' 2>&1
+import json, os, re, sys
+caps = json.load(open(sys.argv[1]))
+want = {"bounding": ["CAP_NET_ADMIN"], "effective": ["CAP_NET_ADMIN"], "permitted": ["CAP_NET_ADMIN"],
+        "inheritable": [], "ambient": []}
+assert caps == want, f"{caps} != {want}"
+hdr = "/usr/include/linux/capability.h"
+if os.path.exists(hdr):
+    known = set(re.findall(r"^#define (CAP_[A-Z_]+)\s+\d+", open(hdr).read(), re.M))
+    names = {n for v in caps.values() for n in v}
+    assert names <= known, f"unknown capabilities {names - known}"
+PY
+); then
+    ok "$caps_json: valid JSON, bounding/effective/permitted = CAP_NET_ADMIN, inheritable/ambient empty"
+else
+    printf '%s\n' "$out"
+    fail "$caps_json"
+fi
+if grep -qx 'CAPS=/etc/capabilities/leash.json' "$PKG/files/leash.init"; then
+    ok "init script reads the installed capabilities file"
+else
+    fail "init script: no CAPS=/etc/capabilities/leash.json"
 fi
 
 # 5.

@@ -41,6 +41,14 @@ expect "$CALLS" 'procd_set_param|command|/usr/sbin/leash|daemon' "command line i
 expect "$CALLS" 'procd_set_param|respawn|3600|5|5' "respawn"
 expect "$CALLS" 'procd_set_param|stderr|1' "stderr to the log"
 expect "$CALLS" 'procd_close_instance' "instance closed"
+# Hardening: what procd hands to ujail, inside the one instance.
+instance=$work/instance
+sed -n '/^procd_open_instance|leash$/,/^procd_close_instance$/p' "$CALLS" >"$instance"
+expect "$instance" 'procd_add_jail|leash' "a jail with no namespace or mount flag (ujail applies the capabilities)"
+expect "$instance" 'procd_set_param|capabilities|/etc/capabilities/leash.json' "capabilities from /etc/capabilities/leash.json"
+expect "$instance" 'procd_set_param|no_new_privs|1' "no_new_privs"
+grep -E '^procd_add_jail_mount|^procd_set_param\|(user|group|seccomp)\|' "$instance" >"$work/extra" || :
+expect_none "$work/extra" "no jail mounts, no user/group switch, no seccomp (runs as root with the bounding set cut)"
 expect "$CALLS" 'procd_add_reload_trigger|leash' "uci commit leash reloads"
 
 run reload

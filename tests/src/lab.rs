@@ -69,6 +69,8 @@ pub struct Lab {
     config: Option<PathBuf>,
     syslog: Option<SyslogSink>,
     bin: PathBuf,
+    /// A command the daemon runs under (`setpriv ... --`), empty for none.
+    wrap: Vec<String>,
     /// dnsmasq resolvers and helper processes (the WAN delayer): killed on drop.
     resolvers: Vec<Resolver>,
     helpers: Vec<Child>,
@@ -121,7 +123,7 @@ impl Lab {
         wan.ip(&["route", "add", "192.168.7.0/24", "via", "192.0.2.1"]);
         wan.ip(&["-6", "route", "add", "fd00:7::/64", "via", "2001:db8:ffff::1"]);
 
-        Lab { id, dir, daemon: None, config: None, syslog: None, bin: leash_bin(), resolvers: Vec::new(), helpers: Vec::new(), devices: BTreeMap::new(), wan, router }
+        Lab { id, dir, daemon: None, config: None, syslog: None, bin: leash_bin(), wrap: Vec::new(), resolvers: Vec::new(), helpers: Vec::new(), devices: BTreeMap::new(), wan, router }
     }
 
     /// Adds device n (1..=9) on the router's `br-lan` and returns its namespace name.
@@ -243,7 +245,31 @@ impl Lab {
         self.spawn_daemon();
     }
 
+    /// Runs the daemon under `argv` from its next start on (e.g. `setpriv
+    /// --bounding-set=... --`): the wrapper must exec the daemon, so that
+    /// `daemon_pid` stays its pid.
+    pub fn wrap_daemon(&mut self, argv: &[&str]) {
+        self.wrap = argv.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// As `start_leash`, but a daemon that exits during start-up is an
+    /// `Err` with its exit status and log, not a panic.
+    pub fn try_start_leash(&mut self, config_toml: &str) -> Result<(), String> {
+        self.write_config(config_toml);
+        let leases = self.dir.join("dhcp.leases");
+        if !leases.exists() {
+            std::fs::write(&leases, "").expect("write leases");
+        }
+        self.try_spawn_daemon()
+    }
+
     fn spawn_daemon(&mut self) {
+        if let Err(e) = self.try_spawn_daemon() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn_daemon(&mut self) -> Result<(), String> {
         assert!(self.daemon.is_none(), "leash is running already");
         let config = self.config.clone().expect("start_leash first");
         if self.syslog.is_none() {
@@ -258,6 +284,7 @@ impl Lab {
         let log = OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("daemon.log");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.router.name])
+            .args(&self.wrap)
             .arg(&self.bin)
             .arg("daemon")
             .arg("--config")
@@ -278,11 +305,12 @@ impl Lab {
         });
         if let Some(st) = exited {
             self.daemon = None;
-            panic!("leash daemon exited during start-up ({st})\n{}", self.diagnostics());
+            return Err(format!("leash daemon exited during start-up ({st})\n{}", self.diagnostics()));
         }
         if !ready {
             panic!("leash daemon did not answer `status` within {START_DEADLINE:?}\n{}", self.diagnostics());
         }
+        Ok(())
     }
 
     /// The daemon's pid (`ip netns exec` execs it, so it is the child's pid).

@@ -25,7 +25,15 @@ use leash_lab::{flood, ip, ip4, mac, Lab, QType};
 /// hosts (each at an address of its own, all on the WAN), with the answers
 /// queued for leash. `profiles`: extra TOML (profiles, devices).
 fn held_lab(name: &str, devices: u8, extra: &str) -> Lab {
+    held_lab_as(name, devices, extra, false)
+}
+
+/// `held_lab`, the daemon run `as_packaged` (common::wrap_as_packaged) or not.
+fn held_lab_as(name: &str, devices: u8, extra: &str, as_packaged: bool) -> Lab {
     let mut lab = common::lab(name, devices);
+    if as_packaged {
+        common::wrap_as_packaged(&mut lab);
+    }
     let zone = tracker_zone(&lab, &[]);
     lab.start_dns(&zone);
     lab.queue_dns_answers(QUEUE);
@@ -323,4 +331,22 @@ fn a_clean_stop_loses_no_answer() {
     let (sent, got) = looper.join().expect("loop");
     println!("clean stop: sent={sent} answered={got}");
     assert_eq!(sent, got, "{} answers lost at the clean stop", sent - got);
+}
+
+/// With only the OpenWrt package's capabilities (CAP_NET_ADMIN) and
+/// no_new_privs, leash binds the queue and holds answers as well.
+#[test]
+fn holds_answers_with_the_packaged_capabilities_alone() {
+    let lab = held_lab_as("hold-caps", 1, "", true);
+    let counter = lab.wan_udp_counter(PORT);
+    assert_eq!(resolve_and_send(&lab, 1, (0..3).map(|i| allowed(i).0).collect()), 3);
+    let mut answered = 0;
+    for i in 0..5 {
+        answered += resolve_and_send(&lab, 1, vec![tracker(i).0]);
+    }
+    settle(&lab, &counter, 1);
+    let s = lab.leash_json(&["status"]);
+    assert_eq!(answered, 5, "every denied name is answered (held, not dropped)");
+    assert_eq!(leaked(&counter, 1), 0, "no datagram reaches a denied name\n{}", lab.diagnostics());
+    assert!(flood::counter(&s, "dns_held") >= 8, "answers were not held: {s}");
 }

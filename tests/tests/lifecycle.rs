@@ -127,3 +127,72 @@ fn clean_stop_with_keep_on_exit_keeps_quarantines() {
     assert!(lab.set_has("quarantine_mac", &mac(1)), "keep_on_exit keeps the quarantine\n{}", lab.diagnostics());
     assert_dropped(&lab, 1, OK4, HTTPS);
 }
+
+/// (l) The package's procd hardening is enough: with exactly the packaged
+/// capability sets and no_new_privs, leash starts (nft, run as a child,
+/// makes its table), turns conntrack accounting on, quarantines a device
+/// from its conntrack event (the notifier it runs holds no more than it
+/// does), releases it on the owner's command and removes its table on a
+/// clean stop.
+#[test]
+fn runs_with_the_packaged_capabilities_alone() {
+    let caps = packaged_caps();
+    let mut lab = lab("caps", 1);
+    let _wan = lab.wan_tcp_server(HTTPS);
+    // Off, so that the daemon's write of it (which CAP_NET_ADMIN grants) shows.
+    lab.router().exec(&["sysctl", "-qw", "net.netfilter.nf_conntrack_acct=0"]);
+    wrap_as_packaged(&mut lab);
+    // A notifier, as the owner's scripts are run: it writes down what it holds.
+    let held = lab.dir.join("notifier-caps");
+    let notifier = lab.dir.join("notify.sh");
+    std::fs::write(&notifier, format!("#!/bin/sh
+cat >/dev/null
+grep -E '^(Cap|NoNewPrivs)' /proc/self/status >'{}'
+", held.display())).expect("write notifier");
+    std::fs::set_permissions(&notifier, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod notifier");
+    let notify = format!("\n[notify]\nexec = \"{}\"\n", notifier.display());
+    lab.start_leash(&config("enforce", "quarantine", "keep_on_exit = false", &notify));
+
+    let pid = lab.daemon_pid().expect("running");
+    for (key, set) in [("CapBnd", "bounding"), ("CapEff", "effective"), ("CapPrm", "permitted"), ("CapInh", "inheritable"), ("CapAmb", "ambient")] {
+        let held = u64::from_str_radix(&proc_status(pid, key), 16).expect("hex mask");
+        assert_eq!(held, cap_mask(&cap_names(&caps, set)), "{key} of the daemon must be the packaged {set} set");
+    }
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+
+    let acct = lab.router().exec(&["sysctl", "-n", "net.netfilter.nf_conntrack_acct"]);
+    assert_eq!(leash_lab::lab::text(&acct.stdout).trim(), "1", "the daemon turns conntrack accounting on\n{}", lab.diagnostics());
+    quarantine_dev1(&lab);
+    assert_dropped(&lab, 1, OK4, HTTPS);
+    // What the daemon runs gets no more than it has: root's exec hands a
+    // child the bounding set, and no_new_privs is inherited.
+    lab.wait_until(Duration::from_secs(5), "the notifier ran", || std::fs::read_to_string(&held).is_ok_and(|t| t.contains("NoNewPrivs")));
+    let child = std::fs::read_to_string(&held).unwrap();
+    let field = |key: &str| child.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).map(|v| v.trim().to_string());
+    for key in ["CapBnd", "CapEff", "CapPrm"] {
+        let mask = u64::from_str_radix(&field(key).unwrap_or_default(), 16).unwrap_or(u64::MAX);
+        assert_eq!(mask, cap_mask(&cap_names(&caps, "bounding")), "{key} of the notifier the daemon ran: {child}");
+    }
+    assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{child}");
+    lab.leash_ok(&["release", &mac(1)]);
+    lab.wait_until(Duration::from_secs(5), "quarantine_mac empty", || !lab.set_has("quarantine_mac", &mac(1)));
+    assert_reaches(&lab, 1, OK4, HTTPS);
+    let st = lab.stop_leash();
+    assert!(st.success(), "clean stop exits 0: {st}\n{}", lab.diagnostics());
+    assert!(!lab.table_exists(), "table inet leash must be gone after a clean stop\n{}", lab.diagnostics());
+}
+
+/// (l) ...and CAP_NET_ADMIN is needed: without it leash refuses to start,
+/// saying which kernel socket it could not have, and leaves no table.
+#[test]
+fn without_cap_net_admin_it_refuses_to_start() {
+    let mut lab = lab("nocaps", 1);
+    lab.wrap_daemon(&["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--"]);
+    let err = lab.try_start_leash(&config("enforce", "quarantine", "", "")).expect_err("leash must not run without CAP_NET_ADMIN");
+    let log = lab.daemon_log();
+    assert!(
+        log.contains("opening netlink sockets (leash needs CAP_NET_ADMIN): Operation not permitted"),
+        "the daemon says what it lacks: {err}"
+    );
+    assert!(!lab.table_exists(), "no table without CAP_NET_ADMIN\n{err}");
+}

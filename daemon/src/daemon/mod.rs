@@ -185,7 +185,12 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::error!(error = %e, "rewriting the block journal failed");
     }
 
-    let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.context("opening netlink sockets")?;
+    // Joining conntrack's and nf_tables' event groups is the first thing
+    // that needs CAP_NET_ADMIN: say so when that is what is missing.
+    let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.map_err(|e| {
+        let eperm = e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        e.context(if eperm { "opening netlink sockets (leash needs CAP_NET_ADMIN)" } else { "opening netlink sockets" })
+    })?;
     // Subscribe before dumping, so nothing falls between dump and events.
     // Their effects wait for the table (persisted state, a new address of a
     // quarantined device): the ruleset below already holds such elements.

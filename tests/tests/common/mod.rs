@@ -126,3 +126,60 @@ pub fn known_device(lab: &Lab, n: u8) {
     });
 }
 
+/// The capability sets the OpenWrt package gives the daemon
+/// (`openwrt-package/leash/files/leash.capabilities`, which procd hands to
+/// ujail): each set's capabilities by name.
+pub fn packaged_caps() -> serde_json::Map<String, serde_json::Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openwrt-package/leash/files/leash.capabilities");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read leash.capabilities")).expect("leash.capabilities is JSON");
+    v.as_object().expect("an object of sets").clone()
+}
+
+pub fn cap_names(caps: &serde_json::Map<String, serde_json::Value>, set: &str) -> Vec<String> {
+    caps[set].as_array().unwrap_or_else(|| panic!("set {set}")).iter().map(|n| n.as_str().expect("a name").to_string()).collect()
+}
+
+/// A capability's number, from the kernel headers.
+fn cap_number(name: &str) -> u32 {
+    let h = std::fs::read_to_string("/usr/include/linux/capability.h").expect("linux/capability.h (linux-libc-dev)");
+    h.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("#define") && w.next() == Some(name)).then(|| w.next()?.parse().ok()).flatten()
+        })
+        .unwrap_or_else(|| panic!("no {name} in linux/capability.h"))
+}
+
+pub fn cap_mask(names: &[String]) -> u64 {
+    names.iter().fold(0, |m, n| m | 1 << cap_number(n))
+}
+
+/// What ujail does with the packaged file, done by setpriv (util-linux): the
+/// bounding set cut to the file's, nothing inheritable or ambient, and
+/// no_new_privs. As for ujail's root child, the kernel then gives the
+/// daemon the bounding set as its effective and permitted sets on exec.
+pub fn setpriv_as_packaged(caps: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    for set in ["effective", "permitted"] {
+        assert_eq!(cap_names(caps, set), cap_names(caps, "bounding"), "root's exec makes {set} the bounding set");
+    }
+    for set in ["inheritable", "ambient"] {
+        assert!(cap_names(caps, set).is_empty(), "setpriv here clears {set}: the file must too");
+    }
+    let keep: String = cap_names(caps, "bounding").iter().map(|n| format!(",+{}", n.trim_start_matches("CAP_").to_lowercase())).collect();
+    ["setpriv", &format!("--bounding-set=-all{keep}"), "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// A line `Key:\tvalue` of /proc/PID/status.
+pub fn proc_status(pid: u32, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon's /proc status");
+    s.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status")).trim().to_string()
+}
+
+/// Runs the lab's daemon as the package runs it (`setpriv_as_packaged`).
+pub fn wrap_as_packaged(lab: &mut Lab) {
+    let wrap = setpriv_as_packaged(&packaged_caps());
+    lab.wrap_daemon(&wrap.iter().map(String::as_str).collect::<Vec<_>>());
+}
