@@ -15,8 +15,8 @@ impl Daemon {
                 if new.socket != old.socket || new.state_dir != old.state_dir || new.syslog != old.syslog {
                     tracing::warn!("socket, state_dir and syslog take effect at the next start, not on reload");
                 }
-                if new.dns_hold != old.dns_hold || new.dns_queue != old.dns_queue {
-                    tracing::warn!("dns_hold and dns_queue take effect at the next start, not on reload");
+                if new.dns_hold != old.dns_hold || new.dns_queue != old.dns_queue || new.conntrack_buffer != old.conntrack_buffer {
+                    tracing::warn!("dns_hold, dns_queue and conntrack_buffer take effect at the next start, not on reload");
                 }
                 let snooping = matches!(self.dns_path, nft::DnsPath::Snoop { .. });
                 if snooping {
@@ -73,6 +73,8 @@ impl Daemon {
                         nft::DnsPath::External => "held-external",
                     };
                     o.insert("dns_answers_path".into(), dns.into());
+                    o.insert("conntrack_buffer".into(), self.ct_buffer.into());
+                    o.insert("conntrack_buffer_granted".into(), self.kernel.ct_buffer_granted().into());
                     o.insert("flows_unjudged_pending".into(), self.pending.len().into());
                     o.insert("flows_unjudged_dropped".into(), self.engine.counters.pending_evicted.into());
                     o.insert("neighbour_lookups_dumps_only".into(), self.lookups.dumps_only().into());

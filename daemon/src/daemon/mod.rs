@@ -129,6 +129,13 @@ struct Daemon {
     fetch_client: Option<fetch::Client>,
     fetched: mpsc::UnboundedSender<fetch::Outcome>,
     notify: crate::notify::Notify,
+    /// The conntrack event buffer asked for at start (`conntrack_buffer`).
+    ct_buffer: usize,
+}
+
+/// The RAM (`MemTotal` of /proc/meminfo), for `conntrack_buffer = "auto"`.
+pub(crate) fn mem_total() -> Option<u64> {
+    crate::config::meminfo_total(&std::fs::read_to_string("/proc/meminfo").ok()?)
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -185,7 +192,9 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::error!(error = %e, "rewriting the block journal failed");
     }
 
-    let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.context("opening netlink sockets")?;
+    let ct_buffer = daemon_cfg.conntrack_buffer.bytes(mem_total());
+    let kernel = Kernel::open(ct_buffer).await.context("opening netlink sockets")?;
+    tracing::info!(conntrack_buffer = ct_buffer, granted = ?kernel.ct_buffer_granted(), "conntrack event buffer");
     // Subscribe before dumping, so nothing falls between dump and events.
     // Their effects wait for the table (persisted state, a new address of a
     // quarantined device): the ruleset below already holds such elements.
@@ -201,7 +210,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), held_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), held_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new(), ct_buffer };
     d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.

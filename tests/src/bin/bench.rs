@@ -14,7 +14,10 @@
 //! (e) status latency on the control socket (p50/p99/max) while floods run:
 //!     5 000 LAN neighbours with flows (more than the device table holds),
 //!     and a 250 000-flow `conntrack -R` burst; with RSS and the counters;
-//! (f) held DNS answers against snooped ones and the DIY anchor (`hold.rs`).
+//! (f) held DNS answers against snooped ones and the DIY anchor (`hold.rs`);
+//! (g) the burst of (a) at the conntrack buffer a 128 MB router gets from
+//!     `conntrack_buffer = "auto"` beside an explicit 64 MiB: events lost,
+//!     resyncs, flows judged.
 
 #[path = "bench/hold.rs"]
 mod hold;
@@ -52,9 +55,10 @@ fn main() {
         Ok("dns") => return dns_figures(),
         Ok("floods") => return flood_figures(),
         Ok("hold") => return hold::hold_figures(),
+        Ok("ctbuffer") => return ct_buffer_figures(burst_size(), true),
         _ => {}
     }
-    let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let burst = burst_size();
     let mut lab = Lab::new("bench");
     lab.device(1);
     lab.device(2);
@@ -62,7 +66,7 @@ fn main() {
     let pid = lab.daemon_pid().expect("daemon running");
     println!("rss_idle_kb={}", rss_kb(pid));
 
-    burst_figures(&lab, burst);
+    burst_figures(&lab, burst, "burst");
     latency_figures(&lab);
     devices_figures(&lab, pid);
     drop(lab);
@@ -70,6 +74,33 @@ fn main() {
     dns_figures();
     flood_figures();
     hold::hold_figures();
+    ct_buffer_figures(burst, false);
+}
+
+fn burst_size() -> usize {
+    std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000)
+}
+
+/// `conntrack_buffer = "auto"` on a 128 MB router: RAM/64 of its MemTotal
+/// (≈124 516 kB on such boards), as `config::auto_conntrack_buffer` picks.
+const SMALL_ROUTER_CT_BUFFER: u64 = 124_516 * 1024 / 64;
+
+/// (g) The burst of (a) with the conntrack buffer a 128 MB router gets,
+/// and (`with_64mib`) the old fixed 64 MiB beside it, each in a fresh lab.
+fn ct_buffer_figures(burst: usize, with_64mib: bool) {
+    let mut runs = vec![("burst_small_buffer", SMALL_ROUTER_CT_BUFFER)];
+    if with_64mib {
+        runs.push(("burst_64mib_buffer", 64 << 20));
+    }
+    for (prefix, bytes) in runs {
+        let mut lab = Lab::new("ctbuf");
+        lab.device(1);
+        lab.start_leash(&CONFIG.replacen("[daemon]\n", &format!("[daemon]\nconntrack_buffer = {bytes}\n"), 1));
+        let s = status(&lab);
+        println!("{prefix}_bytes={}", s["conntrack_buffer"]);
+        println!("{prefix}_granted_by_kernel={}", s["conntrack_buffer_granted"]);
+        burst_figures(&lab, burst, prefix);
+    }
 }
 
 fn status(lab: &Lab) -> Value {
@@ -88,8 +119,9 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// (a) A burst of `n` conntrack entries from a known LAN device.
-fn burst_figures(lab: &Lab, n: usize) {
+/// (a) A burst of `n` conntrack entries from a known LAN device; the
+/// figures' names start with `prefix`.
+fn burst_figures(lab: &Lab, n: usize, prefix: &str) {
     let r = lab.router();
     r.exec(&["ip", "neigh", "replace", &ip4(1).to_string(), "lladdr", &mac(1), "dev", "br-lan", "nud", "permanent"]);
     lab.wait_until(Duration::from_secs(5), "device 1 known", || lab.device_report(&mac(1)).is_some());
@@ -125,16 +157,16 @@ fn burst_figures(lab: &Lab, n: usize) {
     let c = &s["counters"];
     let events = c["ct_new_events"].as_u64().unwrap_or(0) - before_events;
     let dumped = c["ct_dumped"].as_u64().unwrap_or(0) - before_dumped;
-    println!("burst_entries_requested={n}");
-    println!("burst_entries_in_table={created}");
-    println!("burst_insert_seconds={insert_s:.2}");
-    println!("burst_conntrack_R_ok={}", out.status.success());
-    println!("burst_new_events_received={events}");
-    println!("burst_events_received_pct={:.1}", 100.0 * events as f64 / n.max(1) as f64);
-    println!("burst_overruns={}", c["events_lost"]);
-    println!("burst_resyncs={}", c["resyncs"]);
-    println!("burst_flows_read_from_resync_dumps={dumped}");
-    println!("burst_flows_judged={}", c["flows_judged"].as_u64().unwrap_or(0) - before_judged);
+    println!("{prefix}_entries_requested={n}");
+    println!("{prefix}_entries_in_table={created}");
+    println!("{prefix}_insert_seconds={insert_s:.2}");
+    println!("{prefix}_conntrack_R_ok={}", out.status.success());
+    println!("{prefix}_new_events_received={events}");
+    println!("{prefix}_events_received_pct={:.1}", 100.0 * events as f64 / n.max(1) as f64);
+    println!("{prefix}_overruns={}", c["events_lost"]);
+    println!("{prefix}_resyncs={}", c["resyncs"]);
+    println!("{prefix}_flows_read_from_resync_dumps={dumped}");
+    println!("{prefix}_flows_judged={}", c["flows_judged"].as_u64().unwrap_or(0) - before_judged);
     let _ = std::fs::remove_file(&file);
     r.try_exec(&["conntrack", "-F"]);
 }
