@@ -5,6 +5,11 @@
 //! mixed) and loads each in a fresh process of itself, so that one
 //! measurement's freed memory does not hide in the next one's RSS.
 //! `list_bench FILE` measures one file.
+//!
+//! Each measurement ends with one `key=value` line: `b_per_domain_loaded`
+//! (RSS growth once loaded), `b_per_domain_peak` (peak RSS growth while
+//! loading), `heap_b_per_domain` (what the set itself holds), `lookup_ns`
+//! (a name and its parents against the list) and `rss_kb` (the process).
 
 use std::io::Write;
 use std::path::Path;
@@ -79,6 +84,15 @@ fn measure(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let hits = queries.iter().filter(|q| list.matches_name(q)).count();
     let per = start.elapsed().as_nanos() as f64 / queries.len() as f64;
     println!("  {} lookups ({hits} hits): {per:.0} ns each", queries.len());
+    println!(
+        "list_domains={} b_per_domain_loaded={:.1} b_per_domain_peak={:.1} heap_b_per_domain={:.1} lookup_ns={per:.0} load_s={:.3} rss_kb={}",
+        list.domains.len(),
+        rss_delta as f64 / n as f64,
+        peak_delta as f64 / n as f64,
+        list.domains.heap_bytes() as f64 / n as f64,
+        elapsed.as_secs_f64(),
+        status_kib("VmRSS:")?,
+    );
     Ok(())
 }
 

@@ -48,8 +48,9 @@ const HOSTS_SELF_NAMES: &[&str] = &[
 /// megabyte-long lines.
 const MAX_BAD_TEXT: usize = 120;
 
-/// Names go straight into one `DomainSetBuilder` buffer: a million-line list
-/// never exists as a million `String`s.
+/// Names go straight into a `DomainSetBuilder`, which codes them as they
+/// come: a million-line list never exists as a million `String`s, nor as
+/// its text.
 pub fn parse_list(text: &str) -> ListContent {
     // Reading from a byte slice cannot fail.
     parse_reader(text.as_bytes()).unwrap_or_default()
@@ -252,7 +253,7 @@ impl LoadedList {
                 // The first file's buffers are reused, not copied: with one
                 // big file per list, merging costs no second copy.
                 None => domains = Some(c.domains.into_builder()),
-                Some(b) => b.extend_from_set(&c.domains),
+                Some(b) => b.add_set(c.domains),
             }
             nets.extend(c.nets);
             l.bad_lines += c.bad_lines;
