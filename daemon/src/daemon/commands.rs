@@ -25,6 +25,8 @@ impl Daemon {
                 let mut fx = Vec::new();
                 let old_bypass = self.engine.bypass_layout().cloned();
                 self.engine.reload(policy, now(), &mut fx);
+                // The old lists are gone now: their memory goes back.
+                crate::policy::lists::release_freed_memory();
                 // dns_bypass turned on or off, or other DoH endpoints: the
                 // sets are written with the table.
                 let table_changed = table_changed || self.engine.bypass_layout() != old_bypass.as_ref();

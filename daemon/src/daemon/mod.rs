@@ -160,6 +160,7 @@ pub fn monotonic_us() -> u64 {
 
 pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let policy = load_policy(config_path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::policy::lists::release_freed_memory();
     let config_path = policy.config.source.clone();
     let daemon_cfg = policy.config.daemon.clone();
     let mut syslog = Syslog::new(&daemon_cfg.syslog);

@@ -34,10 +34,10 @@ const PAGE: usize = 1 << PAGE_SHIFT;
 const KEY_CODES: usize = 10;
 /// The most bits one coded name takes: two numbers and 255 codes.
 const MAX_ENTRY_BITS: usize = 2 * 13 + 6 * MAX_NAME;
-/// A chunk of raw names is sorted and coded once it takes a tenth of what
-/// the runs coded so far take (within these bounds): the chunk then adds
-/// at most ≈16 % to the peak.
-const MIN_CHUNK: usize = 64 << 10;
+/// A chunk of raw names is sorted and coded once it takes a sixteenth of
+/// what the runs coded so far take (within these bounds): the chunk then
+/// adds at most ≈10 % to the peak.
+const MIN_CHUNK: usize = 32 << 10;
 const MAX_CHUNK: usize = 8 << 20;
 
 /// A name byte's 6-bit code, in byte order (`-` `.` `0`–`9` `_` `a`–`z`,
@@ -122,6 +122,13 @@ impl DomainSetBuilder {
             return false;
         }
         self.pushed += 1;
+        if self.chunk.capacity() == 0 {
+            // Sized once per chunk: growing by doubling would leave freed
+            // copies behind, and touch twice the memory.
+            let limit = self.chunk_limit();
+            self.chunk.reserve_exact(limit);
+            self.chunk_ends.reserve_exact(limit / 16);
+        }
         let start = self.chunk.len();
         self.chunk.extend(name.iter().rev().map(|&b| CODE[b as usize]));
         if self.chunk[start..].contains(&0) {
@@ -138,7 +145,7 @@ impl DomainSetBuilder {
     }
 
     fn chunk_limit(&self) -> usize {
-        (self.runs_bytes / 10).clamp(MIN_CHUNK, MAX_CHUNK)
+        (self.runs_bytes / 16).clamp(MIN_CHUNK, MAX_CHUNK)
     }
 
     /// Sorts the chunk's names and codes them into a run.
@@ -161,8 +168,9 @@ impl DomainSetBuilder {
         let run = enc.finish(Box::default());
         self.runs_bytes += run.heap_bytes();
         self.runs.push(run);
-        self.chunk.clear();
-        self.chunk_ends.clear();
+        // The next chunk is bigger: allocated afresh at its first name.
+        self.chunk = Vec::new();
+        self.chunk_ends = Vec::new();
     }
 
     /// Adds every name of a set, taking its buffers as they are.

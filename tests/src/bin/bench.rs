@@ -15,6 +15,7 @@
 //!     5 000 LAN neighbours with flows (more than the device table holds),
 //!     and a 250 000-flow `conntrack -R` burst; with RSS and the counters;
 //! (f) held DNS answers against snooped ones and the DIY anchor (`hold.rs`);
+//! (h) RSS with a 200 000-domain deny list, idle and with 256 devices;
 //! (g) the burst of (a) at the conntrack buffer a 128 MB router gets from
 //!     `conntrack_buffer = "auto"` beside an explicit 64 MiB: events lost,
 //!     resyncs, flows judged.
@@ -56,6 +57,7 @@ fn main() {
         Ok("floods") => return flood_figures(),
         Ok("hold") => return hold::hold_figures(),
         Ok("ctbuffer") => return ct_buffer_figures(burst_size(), true),
+        Ok("rss") => return rss_figures(),
         _ => {}
     }
     let burst = burst_size();
@@ -75,6 +77,47 @@ fn main() {
     flood_figures();
     hold::hold_figures();
     ct_buffer_figures(burst, false);
+    rss_figures();
+}
+
+/// (h) The daemon with a 200 000-domain deny list (names shaped like a
+/// block list's, ≈24 bytes each), idle and then with 256 devices, and how
+/// its RSS splits (heap and stacks against the mapped binary).
+fn rss_figures() {
+    const DOMAINS: usize = 200_000;
+    let mut lab = Lab::new("bench-rss");
+    lab.device(1);
+    let list = lab.dir.join("big.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&list).expect("list file"));
+        let mut seed = 42u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        const SUBS: &[&str] = &["ads", "track", "metrics", "cdn", "api", "t", "pixel", "log"];
+        const TLDS: &[&str] = &["com", "com", "net", "org", "io", "de", "xyz", "co.uk"];
+        for i in 0..DOMAINS {
+            let sub = if next(2) == 0 { format!("{}{}.", SUBS[next(8) as usize], next(50)) } else { String::new() };
+            let _ = writeln!(f, "0.0.0.0 {sub}dom{i:x}{}.{}", ["ka", "lo", "mire", "nevo"][next(4) as usize], TLDS[next(8) as usize]);
+        }
+    }
+    let config = CONFIG
+        .replacen("[profile.open]\nunlisted = \"allow\"\n", "[profile.open]\nunlisted = \"allow\"\ndeny = [\"big\"]\n", 1)
+        + &format!("\n[list.big]\nfiles = [\"{}\"]\n", list.display());
+    lab.start_leash(&config);
+    let pid = lab.daemon_pid().expect("daemon running");
+    println!("rss_list_domains={DOMAINS}");
+    let lists = lab.leash_json(&["lists"]);
+    let big = lists.as_array().and_then(|a| a.iter().find(|l| l["name"] == "big").cloned()).unwrap_or(Value::Null);
+    println!("rss_list_domains_loaded={}", big["domains"]);
+    println!("rss_200k_list_idle_kb={}", rss_kb(pid));
+    devices_figures_named(&lab, pid, "rss_200k_list_256_devices_kb");
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for key in ["VmHWM", "RssAnon", "RssFile", "VmData", "VmStk"] {
+        let v = st.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).map(|v| v.trim().trim_end_matches("kB").trim().to_string());
+        println!("rss_200k_list_{}_kb={}", key.to_lowercase(), v.unwrap_or_default());
+    }
 }
 
 fn burst_size() -> usize {
@@ -207,6 +250,10 @@ fn latency_figures(lab: &Lab) {
 
 /// (c) 256 devices, each with an address and a flow.
 fn devices_figures(lab: &Lab, pid: u32) {
+    devices_figures_named(lab, pid, "rss_256_devices_kb");
+}
+
+fn devices_figures_named(lab: &Lab, pid: u32, key: &str) {
     let r = lab.router();
     for i in 0..256u32 {
         let m = format!("02:00:00:01:{:02x}:{:02x}", i / 256, i % 256);
@@ -218,7 +265,7 @@ fn devices_figures(lab: &Lab, pid: u32) {
         status(lab)["devices"].as_u64().unwrap_or(0) >= 256
     });
     println!("devices_known={}", status(lab)["devices"]);
-    println!("rss_256_devices_kb={}", rss_kb(pid));
+    println!("{key}={}", rss_kb(pid));
 }
 
 fn monotonic_us() -> u64 {
