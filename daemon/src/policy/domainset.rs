@@ -5,15 +5,16 @@
 //! `moc.elpmaxe`), sorted, and front-coded: each name keeps only what
 //! differs from the name before it, in 6-bit codes (a DNS name's letters,
 //! digits, `-`, `_` and `.`), in blocks of `BLOCK` names with a small index.
-//! That is ≈13 bytes a name where the text alone takes ≈24. Byte-reversal
+//! That is ≈12 bytes a name where the text alone takes ≈24. Byte-reversal
 //! puts a parent domain in front of its children, and sorting makes "is
 //! this name or one of its parents listed" one binary search per label,
 //! with no allocation.
 //!
 //! Loading never holds the names as text: they are collected in small
-//! chunks, each sorted and front-coded into a run as it fills, and the runs
-//! merged at the end page by page, freeing each input page once read. The
-//! peak stays near the final size (no sort of the whole text, no copy).
+//! chunks, each sorted and front-coded into a run as it fills; runs of like
+//! size are merged four at a time as they come, and the rest at the end,
+//! page by page, freeing each input page once read. The peak stays near
+//! the final size (≈1.1×: no sort of the whole text, no copy).
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -34,11 +35,12 @@ const PAGE: usize = 1 << PAGE_SHIFT;
 const KEY_CODES: usize = 10;
 /// The most bits one coded name takes: two numbers and 255 codes.
 const MAX_ENTRY_BITS: usize = 2 * 13 + 6 * MAX_NAME;
-/// A chunk of raw names is sorted and coded once it takes a sixteenth of
-/// what the runs coded so far take (within these bounds): the chunk then
-/// adds at most ≈10 % to the peak.
+/// A chunk of raw names is sorted and coded once it takes an eighth of
+/// what the runs coded so far take (within these bounds).
 const MIN_CHUNK: usize = 32 << 10;
 const MAX_CHUNK: usize = 8 << 20;
+/// Runs merged at once while loading.
+const MERGE_WAYS: usize = 4;
 
 /// A name byte's 6-bit code, in byte order (`-` `.` `0`–`9` `_` `a`–`z`,
 /// capitals as small letters); 0: not a DNS name byte.
@@ -145,7 +147,7 @@ impl DomainSetBuilder {
     }
 
     fn chunk_limit(&self) -> usize {
-        (self.runs_bytes / 16).clamp(MIN_CHUNK, MAX_CHUNK)
+        (self.runs_bytes / 8).clamp(MIN_CHUNK, MAX_CHUNK)
     }
 
     /// Sorts the chunk's names and codes them into a run.
@@ -165,9 +167,18 @@ impl DomainSetBuilder {
         for i in order {
             enc.push_dedup(slice(i));
         }
-        let run = enc.finish(Box::default());
-        self.runs_bytes += run.heap_bytes();
-        self.runs.push(run);
+        self.runs.push(enc.finish(Box::default()));
+        // Runs of like size are merged four at a time: a few big runs code names more tightly than many small
+        // ones, whose names share less with their neighbours, and the
+        // final merge has few pages in flight.
+        while let [.., a, _, _, d] = self.runs.as_slice() {
+            if a.len > 4 * d.len {
+                break;
+            }
+            let last = self.runs.split_off(self.runs.len() - MERGE_WAYS);
+            self.runs.push(merge(last, Box::default()));
+        }
+        self.runs_bytes = self.runs.iter().map(DomainSet::heap_bytes).sum();
         // The next chunk is bigger: allocated afresh at its first name.
         self.chunk = Vec::new();
         self.chunk_ends = Vec::new();
@@ -392,12 +403,56 @@ impl Encoder {
     }
 }
 
+/// `DomainSet::block_probe` within the block's bytes; `None` when the key
+/// is above every name of the block.
+fn walk_block(bytes: &[u8], mut bit: usize, count: usize, key: &[u8]) -> Option<Probe> {
+    let byte = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let mut matched = 0;
+    for i in 0..count {
+        let lcp = if i == 0 { 0 } else { read_num(byte, &mut bit) };
+        let rest = read_num(byte, &mut bit);
+        if lcp > matched {
+            bit += 6 * rest;
+            continue;
+        }
+        if lcp < matched {
+            return Some(Probe::Absent { more: false });
+        }
+        let mut j = 0;
+        while j < rest {
+            let Some(&k) = key.get(matched + j) else {
+                // The key ends inside this entry: the first name above
+                // it starts with it.
+                return Some(Probe::Absent { more: true });
+            };
+            let c = read_bits(byte, bit + 6 * j, 6) as u8;
+            if c != k {
+                if c > k {
+                    return Some(Probe::Absent { more: false });
+                }
+                break;
+            }
+            j += 1;
+        }
+        if j == rest && matched + j == key.len() {
+            return Some(Probe::Found);
+        }
+        matched += j;
+        bit += 6 * rest;
+    }
+    None
+}
+
 /// What a lookup of one key found.
 enum Probe {
     Found,
-    /// `more`: some name in the set starts with the key.
+    /// `more`: some name in the set may start with the key and a dot:
+    /// `false` rules out every child of the key.
     Absent { more: bool },
 }
+
+/// The code of `.`; only `-` comes before it.
+const DOT: u8 = CODE[b'.' as usize];
 
 /// Reads a run's names in order, dropping each page once past it.
 struct Cursor {
@@ -556,22 +611,49 @@ impl DomainSet {
         page_byte(&self.pages, i)
     }
 
-    /// How block `b`'s first name compares with `key`; `Equal` also when
-    /// it merely starts with the key and `prefix` says so.
+    /// Calls `f` with block `b`'s bytes, contiguous (copied when the
+    /// block spans two pages), and the bit where the block starts in them.
+    fn with_block<R>(&self, b: usize, f: impl FnOnce(&[u8], usize) -> R) -> R {
+        let start = self.blocks[b] as usize;
+        let end = match self.blocks.get(b + 1) {
+            Some(&next) => (next as usize).div_ceil(8),
+            // Every page but the last is full.
+            None => self.pages.len().saturating_sub(1) * PAGE + self.pages.last().map_or(0, |p| p.len()),
+        };
+        let first = start >> 3;
+        let (page, off) = (first >> PAGE_SHIFT, first & (PAGE - 1));
+        if let Some(p) = self.pages.get(page).filter(|p| off + (end - first) <= p.len()) {
+            return f(&p[off..off + (end - first)], start & 7);
+        }
+        let mut buf = [0u8; BLOCK * MAX_ENTRY_BITS / 8 + 2];
+        let n = (end - first).min(buf.len());
+        for (i, slot) in buf[..n].iter_mut().enumerate() {
+            *slot = self.byte(first + i);
+        }
+        f(&buf[..n], start & 7)
+    }
+
+    /// How block `b`'s first name compares with `key`; with `prefix`,
+    /// `Equal` also when it starts with the key and then `-` or `.` (it
+    /// may be followed by the key's children).
     fn cmp_first(&self, b: usize, key: &[u8], prefix: bool) -> Ordering {
-        let byte = |i| self.byte(i);
-        let mut bit = self.blocks[b] as usize;
-        let len = read_num(byte, &mut bit);
-        for (i, &k) in key.iter().enumerate().take(len) {
-            let c = read_bits(byte, bit + 6 * i, 6) as u8;
-            if c != k {
-                return c.cmp(&k);
+        self.with_block(b, |bytes, mut bit| {
+            let byte = |i: usize| bytes.get(i).copied().unwrap_or(0);
+            let len = read_num(byte, &mut bit);
+            for (i, &k) in key.iter().enumerate().take(len) {
+                let c = read_bits(byte, bit + 6 * i, 6) as u8;
+                if c != k {
+                    return c.cmp(&k);
+                }
             }
-        }
-        if prefix && len >= key.len() {
-            return Ordering::Equal;
-        }
-        len.cmp(&key.len())
+            if prefix && len > key.len() {
+                let next = read_bits(byte, bit + 6 * key.len(), 6) as u8;
+                if next <= DOT {
+                    return Ordering::Equal;
+                }
+            }
+            len.cmp(&key.len())
+        })
     }
 
     /// Looks `key` up from block `from` on (the key is above every name
@@ -605,46 +687,13 @@ impl DomainSet {
     /// an entry that shares more with that one is below the key, and one
     /// that shares less is above it.
     fn block_probe(&self, b: usize, key: &[u8]) -> Probe {
-        let byte = |i| self.byte(i);
         let count = if b + 1 == self.blocks.len() { self.len - b * BLOCK } else { BLOCK };
-        let mut bit = self.blocks[b] as usize;
-        let mut matched = 0;
-        for i in 0..count {
-            let lcp = if i == 0 { 0 } else { read_num(byte, &mut bit) };
-            let rest = read_num(byte, &mut bit);
-            if lcp > matched {
-                bit += 6 * rest;
-                continue;
-            }
-            if lcp < matched {
-                return Probe::Absent { more: false };
-            }
-            let mut j = 0;
-            while j < rest {
-                let Some(&k) = key.get(matched + j) else {
-                    // The key ends inside this entry: the first name above
-                    // it starts with it.
-                    return Probe::Absent { more: true };
-                };
-                let c = read_bits(byte, bit + 6 * j, 6) as u8;
-                if c != k {
-                    if c > k {
-                        return Probe::Absent { more: false };
-                    }
-                    break;
-                }
-                j += 1;
-            }
-            if j == rest && matched + j == key.len() {
-                return Probe::Found;
-            }
-            matched += j;
-            bit += 6 * rest;
+        match self.with_block(b, |bytes, bit| walk_block(bytes, bit, count, key)) {
+            Some(found) => found,
+            // Above the whole block: the next block's first name is the
+            // first above the key.
+            None => Probe::Absent { more: b + 1 < self.blocks.len() && self.cmp_first(b + 1, key, true) == Ordering::Equal },
         }
-        // Above the whole block: the next block's first name is the first
-        // above the key.
-        let more = b + 1 < self.blocks.len() && self.cmp_first(b + 1, key, true) == Ordering::Equal;
-        Probe::Absent { more }
     }
 
     /// The names, in the set's order (by reversed bytes: a parent domain
