@@ -196,3 +196,31 @@ fn without_cap_net_admin_it_refuses_to_start() {
     );
     assert!(!lab.table_exists(), "no table without CAP_NET_ADMIN\n{err}");
 }
+
+/// `conntrack_buffer = "auto"` (the default) sizes the event buffer from
+/// the RAM: RAM/64 between 1 MiB and 64 MiB, which the kernel grants
+/// doubled; status and check say what was chosen, and an explicit size
+/// is taken as given.
+#[test]
+fn conntrack_buffer_auto_follows_the_ram() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let kib: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("MemTotal");
+    let want = (kib * 1024 / 64).clamp(1 << 20, 64 << 20);
+
+    let mut lab = lab("ctbuf", 1);
+    let cfg = config("enforce", "block", "", "");
+    lab.start_leash(&cfg);
+    let st = lab.leash_json(&["status"]);
+    assert_eq!(st["conntrack_buffer"], want, "{st}");
+    assert_eq!(st["conntrack_buffer_granted"], want * 2, "SO_RCVBUFFORCE as root: the kernel doubles it\n{st}");
+    let path = lab.write_config(&cfg);
+    let out = lab.leash_offline(&["check", "--config", &path.display().to_string()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("conntrack buffer: auto, ") && said.contains(&format!(" for {} MiB of RAM", kib >> 10)), "{said}");
+    let st = lab.stop_leash();
+    assert!(st.success(), "{st}");
+
+    lab.start_leash(&config("enforce", "block", r#"conntrack_buffer = "3MiB""#, ""));
+    let st = lab.leash_json(&["status"]);
+    assert_eq!((st["conntrack_buffer"].as_u64(), st["conntrack_buffer_granted"].as_u64()), (Some(3 << 20), Some(6 << 20)), "{st}");
+}

@@ -292,10 +292,21 @@ fn check(config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let lists: serde_json::Map<String, Value> =
             policy.lists.iter().map(|(n, l)| (n.clone(), serde_json::json!({"entries": l.len(), "bad_lines": l.bad_lines}))).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"config": c, "lists": lists}))?);
+        let ct = c.daemon.conntrack_buffer.bytes(crate::daemon::mem_total());
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"config": c, "lists": lists, "conntrack_buffer": ct}))?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}: ok (mode {:?}, watching {})", c.source.display(), c.daemon.mode, c.daemon.lan.join(", "));
+    let ram = crate::daemon::mem_total();
+    let ct = c.daemon.conntrack_buffer.bytes(ram);
+    match c.daemon.conntrack_buffer {
+        crate::config::ConntrackBuffer::Auto => println!(
+            "conntrack buffer: auto, {:.1} MiB for {} of RAM",
+            ct as f64 / 1048576.0,
+            ram.map_or("an unknown amount".to_string(), |r| format!("{} MiB", r >> 20))
+        ),
+        crate::config::ConntrackBuffer::Bytes(_) => println!("conntrack buffer: {:.1} MiB", ct as f64 / 1048576.0),
+    }
     let rows: Vec<Vec<String>> = c
         .profiles
         .values()

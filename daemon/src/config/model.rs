@@ -53,11 +53,11 @@ pub struct DaemonConfig {
     pub nft_table: String,
     /// Syslog datagram socket (default `/dev/log`).
     pub syslog: PathBuf,
-    /// Receive buffer for conntrack events (default 64 MiB: ≈50 000 events
-    /// of backlog). Kernel memory, taken only while a burst is queued; a
-    /// router with little RAM may want less, and then relies more on
-    /// resyncs after lost events.
-    pub conntrack_buffer: usize,
+    /// Receive buffer for conntrack events (default `auto`: scaled with
+    /// the RAM, see `ConntrackBuffer::bytes`). Kernel memory, taken only
+    /// while a burst is queued; events past it are lost and a resync
+    /// catches up.
+    pub conntrack_buffer: ConntrackBuffer,
     /// Hold DNS answers to LAN devices until judged (SPEC §2).
     pub dns_hold: DnsHold,
     /// NFQUEUE number the held answers go to (default 5336).
@@ -101,7 +101,66 @@ pub enum DnsBypass {
 
 pub const DEFAULT_DNS_QUEUE: u16 = 5336;
 
-pub const DEFAULT_CONNTRACK_BUFFER: usize = 64 << 20;
+/// `daemon.conntrack_buffer`: the size given to `SO_RCVBUF(FORCE)` on the
+/// conntrack event socket. The kernel doubles that figure for its own
+/// accounting (it counts each queued event's whole skb, ≈1.3 kB for a
+/// ≈230-byte message, against twice the value), so the kernel memory a
+/// full buffer can pin is twice the size named here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConntrackBuffer {
+    /// Scaled with the router's RAM (`auto_conntrack_buffer`).
+    Auto,
+    Bytes(usize),
+}
+
+impl ConntrackBuffer {
+    /// The size to ask for, given the RAM in bytes (`None`: unknown).
+    pub fn bytes(self, mem_total: Option<u64>) -> usize {
+        match self {
+            ConntrackBuffer::Auto => auto_conntrack_buffer(mem_total),
+            ConntrackBuffer::Bytes(n) => n,
+        }
+    }
+}
+
+impl Serialize for ConntrackBuffer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ConntrackBuffer::Auto => s.serialize_str("auto"),
+            ConntrackBuffer::Bytes(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+/// `conntrack_buffer = "auto"`: RAM/64, between 1 MiB and 64 MiB. The
+/// kernel's own limit is twice that, and a queued event costs ≈1.3 kB of
+/// it, so 128 MB of RAM (≈122 MB MemTotal) gets 1.9 MiB: ≈3 000 events of
+/// backlog, at most 3.8 MiB (3 % of the RAM) pinned while a burst waits;
+/// 512 MB gets 8 MiB, and 4 GiB or more the old fixed 64 MiB. A burst past
+/// it loses events, and the resync that follows (a conntrack dump) judges
+/// the flows they carried; a bigger buffer only makes resyncs rarer.
+/// Unknown RAM counts as 128 MiB: the safe guess for a router.
+pub fn auto_conntrack_buffer(mem_total: Option<u64>) -> usize {
+    let ram = mem_total.unwrap_or(128 << 20);
+    (ram / 64).clamp(AUTO_MIN_CONNTRACK_BUFFER as u64, MAX_AUTO_CONNTRACK_BUFFER as u64) as usize
+}
+
+/// `MemTotal` of /proc/meminfo's text, in bytes.
+pub fn meminfo_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let mut words = line.split_whitespace();
+    let n: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => n.checked_mul(1024),
+        None => Some(n),
+        Some(_) => None,
+    }
+}
+
+/// The least and most `auto` picks.
+pub const AUTO_MIN_CONNTRACK_BUFFER: usize = 1 << 20;
+pub const MAX_AUTO_CONNTRACK_BUFFER: usize = 64 << 20;
+/// Bounds of an explicit size.
 pub const MIN_CONNTRACK_BUFFER: u64 = 64 << 10;
 pub const MAX_CONNTRACK_BUFFER: u64 = 1 << 30;
 

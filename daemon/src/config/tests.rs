@@ -413,14 +413,42 @@ fn openwrt_package_config_examples_parse_when_uncommented() {
 }
 
 #[test]
-fn conntrack_buffer_is_a_bounded_size() {
-    assert_eq!(toml("").daemon.conntrack_buffer, 64 << 20);
-    assert_eq!(toml("[daemon]\nconntrack_buffer = \"8MiB\"\n").daemon.conntrack_buffer, 8 << 20);
-    assert_eq!(uci("config daemon\n\toption conntrack_buffer '256KiB'\n").daemon.conntrack_buffer, 256 << 10);
-    let e = toml_errs("[daemon]\nconntrack_buffer = \"1kB\"\n");
-    assert_eq!(e.len(), 1);
-    assert_eq!(e[0].0, 2);
-    assert!(e[0].1.contains("daemon.conntrack_buffer"), "{e:?}");
+fn conntrack_buffer_is_auto_or_a_bounded_size() {
+    use crate::config::ConntrackBuffer;
+    assert_eq!(toml("").daemon.conntrack_buffer, ConntrackBuffer::Auto);
+    assert_eq!(toml("[daemon]\nconntrack_buffer = \"auto\"\n").daemon.conntrack_buffer, ConntrackBuffer::Auto);
+    assert_eq!(uci("config daemon\n\toption conntrack_buffer 'auto'\n").daemon.conntrack_buffer, ConntrackBuffer::Auto);
+    assert_eq!(toml("[daemon]\nconntrack_buffer = \"8MiB\"\n").daemon.conntrack_buffer, ConntrackBuffer::Bytes(8 << 20));
+    assert_eq!(uci("config daemon\n\toption conntrack_buffer '256KiB'\n").daemon.conntrack_buffer, ConntrackBuffer::Bytes(256 << 10));
+    for bad in ["\"1kB\"", "\"Auto\"", "\"2GiB\"", "true"] {
+        let e = toml_errs(&format!("[daemon]\nconntrack_buffer = {bad}\n"));
+        assert_eq!(e.len(), 1, "{bad}");
+        assert_eq!(e[0].0, 2);
+        assert!(e[0].1.contains("daemon.conntrack_buffer"), "{e:?}");
+    }
+    let json = |b: ConntrackBuffer| serde_json::to_string(&b).unwrap_or_default();
+    assert_eq!((json(ConntrackBuffer::Auto), json(ConntrackBuffer::Bytes(65536))), ("\"auto\"".into(), "65536".into()));
+}
+
+#[test]
+fn auto_conntrack_buffer_scales_with_ram() {
+    use crate::config::{auto_conntrack_buffer, meminfo_total, ConntrackBuffer};
+    const MIB: u64 = 1 << 20;
+    // MemTotal of a 128 MB router (the kernel keeps some): ≈1.9 MiB.
+    assert_eq!(auto_conntrack_buffer(Some(122_000 * 1024)), 122_000 * 1024 / 64);
+    for (ram, want) in [(256 * MIB, 4 * MIB), (512 * MIB, 8 * MIB), (4096 * MIB, 64 * MIB), (64 << 30, 64 * MIB), (32 * MIB, MIB), (0, MIB)] {
+        assert_eq!(auto_conntrack_buffer(Some(ram)), want as usize, "{ram}");
+    }
+    assert_eq!(auto_conntrack_buffer(None), 2 * MIB as usize);
+    assert_eq!(ConntrackBuffer::Auto.bytes(Some(512 * MIB)), 8 * MIB as usize);
+    assert_eq!(ConntrackBuffer::Bytes(12345).bytes(Some(512 * MIB)), 12345);
+
+    let meminfo = "MemTotal:         124516 kB\nMemFree:           50000 kB\n";
+    assert_eq!(meminfo_total(meminfo), Some(124516 * 1024));
+    assert_eq!(meminfo_total("MemFree: 1 kB\nMemTotal: 7\n"), Some(7));
+    for bad in ["", "MemTotal:\n", "MemTotal: x kB\n", "MemTotal: 1 MB\n", "MemFree: 1 kB\n"] {
+        assert_eq!(meminfo_total(bad), None, "{bad:?}");
+    }
 }
 
 #[test]

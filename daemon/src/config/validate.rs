@@ -12,7 +12,7 @@ use super::raw::{RawDoc, RawOption, RawSection, RawValue, Syntax};
 use super::units::{duration_secs, parse_duration, parse_size, MAX_DURATION_SECS};
 use super::{Config, ConfigError, ConfigErrors, DaemonConfig, Defaults, DeviceConfig, GeoipConfig, ListDef, Mode, Profile};
 use super::{DnsBypass, DnsFilter, DnsHold, DEFAULT_DNS_QUEUE};
-use super::{DEFAULT_CONNTRACK_BUFFER, MAX_CONNTRACK_BUFFER, MIN_CONNTRACK_BUFFER};
+use super::{ConntrackBuffer, MAX_CONNTRACK_BUFFER, MIN_CONNTRACK_BUFFER};
 use super::{DEFAULT_LIST_REFRESH, MAX_LIST_URLS, MAX_URL_LEN, MIN_LIST_REFRESH};
 use crate::mac::Mac;
 use crate::policy::selector::Selector;
@@ -323,7 +323,7 @@ impl Validator<'_> {
             socket: PathBuf::from("/var/run/leash.sock"),
             nft_table: "leash".to_string(),
             syslog: PathBuf::from("/dev/log"),
-            conntrack_buffer: DEFAULT_CONNTRACK_BUFFER,
+            conntrack_buffer: ConntrackBuffer::Auto,
             dns_hold: DnsHold::Auto,
             dns_queue: DEFAULT_DNS_QUEUE,
         };
@@ -346,11 +346,13 @@ impl Validator<'_> {
             }
         }
         if let Some((key, opt)) = f.get("conntrack_buffer") {
-            if let Some(n) = self.size(&key, opt) {
+            if matches!(&opt.value, RawValue::Str(s) if s == "auto") {
+                d.conntrack_buffer = ConntrackBuffer::Auto;
+            } else if let Some(n) = self.size(&key, opt) {
                 if (MIN_CONNTRACK_BUFFER..=MAX_CONNTRACK_BUFFER).contains(&n) {
-                    d.conntrack_buffer = n as usize;
+                    d.conntrack_buffer = ConntrackBuffer::Bytes(n as usize);
                 } else {
-                    self.err(opt.line, &key, format!("must be between 64KiB and 1GiB, found {n} bytes"));
+                    self.err(opt.line, &key, format!("must be \"auto\" or between 64KiB and 1GiB, found {n} bytes"));
                 }
             }
         }

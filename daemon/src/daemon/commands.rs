@@ -15,8 +15,8 @@ impl Daemon {
                 if new.socket != old.socket || new.state_dir != old.state_dir || new.syslog != old.syslog {
                     tracing::warn!("socket, state_dir and syslog take effect at the next start, not on reload");
                 }
-                if new.dns_hold != old.dns_hold || new.dns_queue != old.dns_queue {
-                    tracing::warn!("dns_hold and dns_queue take effect at the next start, not on reload");
+                if new.dns_hold != old.dns_hold || new.dns_queue != old.dns_queue || new.conntrack_buffer != old.conntrack_buffer {
+                    tracing::warn!("dns_hold, dns_queue and conntrack_buffer take effect at the next start, not on reload");
                 }
                 let snooping = matches!(self.dns_path, nft::DnsPath::Snoop { .. });
                 if snooping {
@@ -25,6 +25,8 @@ impl Daemon {
                 let mut fx = Vec::new();
                 let old_bypass = self.engine.bypass_layout().cloned();
                 self.engine.reload(policy, now(), &mut fx);
+                // The old lists are gone now: their memory goes back.
+                crate::policy::lists::release_freed_memory();
                 // dns_bypass turned on or off, or other DoH endpoints: the
                 // sets are written with the table.
                 let table_changed = table_changed || self.engine.bypass_layout() != old_bypass.as_ref();
@@ -73,6 +75,8 @@ impl Daemon {
                         nft::DnsPath::External => "held-external",
                     };
                     o.insert("dns_answers_path".into(), dns.into());
+                    o.insert("conntrack_buffer".into(), self.ct_buffer.into());
+                    o.insert("conntrack_buffer_granted".into(), self.kernel.ct_buffer_granted().into());
                     o.insert("flows_unjudged_pending".into(), self.pending.len().into());
                     o.insert("flows_unjudged_dropped".into(), self.engine.counters.pending_evicted.into());
                     o.insert("neighbour_lookups_dumps_only".into(), self.lookups.dumps_only().into());

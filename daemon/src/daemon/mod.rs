@@ -129,6 +129,13 @@ struct Daemon {
     fetch_client: Option<fetch::Client>,
     fetched: mpsc::UnboundedSender<fetch::Outcome>,
     notify: crate::notify::Notify,
+    /// The conntrack event buffer asked for at start (`conntrack_buffer`).
+    ct_buffer: usize,
+}
+
+/// The RAM (`MemTotal` of /proc/meminfo), for `conntrack_buffer = "auto"`.
+pub(crate) fn mem_total() -> Option<u64> {
+    crate::config::meminfo_total(&std::fs::read_to_string("/proc/meminfo").ok()?)
 }
 
 /// How fast decisions reach the kernel: from the conntrack event's arrival
@@ -153,6 +160,7 @@ pub fn monotonic_us() -> u64 {
 
 pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let policy = load_policy(config_path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::policy::lists::release_freed_memory();
     let config_path = policy.config.source.clone();
     let daemon_cfg = policy.config.daemon.clone();
     let mut syslog = Syslog::new(&daemon_cfg.syslog);
@@ -187,10 +195,12 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 
     // Joining conntrack's and nf_tables' event groups is the first thing
     // that needs CAP_NET_ADMIN: say so when that is what is missing.
-    let kernel = Kernel::open(daemon_cfg.conntrack_buffer).await.map_err(|e| {
+    let ct_buffer = daemon_cfg.conntrack_buffer.bytes(mem_total());
+    let kernel = Kernel::open(ct_buffer).await.map_err(|e| {
         let eperm = e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
         e.context(if eperm { "opening netlink sockets (leash needs CAP_NET_ADMIN)" } else { "opening netlink sockets" })
     })?;
+    tracing::info!(conntrack_buffer = ct_buffer, granted = ?kernel.ct_buffer_granted(), "conntrack event buffer");
     // Subscribe before dumping, so nothing falls between dump and events.
     // Their effects wait for the table (persisted state, a new address of a
     // quarantined device): the ruleset below already holds such elements.
@@ -206,7 +216,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), held_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new() };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), held_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new(), ct_buffer };
     d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.

@@ -67,6 +67,7 @@ impl Daemon {
                 let mut fx = Vec::new();
                 let old_bypass = self.engine.bypass_layout().cloned();
                 self.engine.reload(policy, now, &mut fx);
+                crate::policy::lists::release_freed_memory();
                 // A list of DoH endpoints changed: its interval set is
                 // written with the table.
                 if self.engine.bypass_layout() != old_bypass.as_ref() {

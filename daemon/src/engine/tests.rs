@@ -31,7 +31,7 @@ fn config(mode: Mode, denied: Verdict, unlisted: Verdict) -> Config {
             socket: "/var/run/leash.sock".into(),
             nft_table: "leash".into(),
             syslog: "/dev/log".into(),
-            conntrack_buffer: crate::config::DEFAULT_CONNTRACK_BUFFER,
+            conntrack_buffer: crate::config::ConntrackBuffer::Auto,
             dns_hold: crate::config::DnsHold::Auto,
             dns_queue: crate::config::DEFAULT_DNS_QUEUE,
         },

@@ -152,8 +152,9 @@ fn counters(e: &CtEvent) -> Option<FlowCounters> {
 
 
 impl Kernel {
-    /// `ct_buffer`: the conntrack event receive buffer (each event takes
-    /// ≈1.3 kB of it, so 64 MiB holds a burst of ≈50 000).
+    /// `ct_buffer`: the conntrack event receive buffer asked for
+    /// (`config::ConntrackBuffer`; the kernel grants twice it and counts
+    /// ≈1.3 kB per queued event, so 64 MiB holds a burst of ≈100 000).
     pub async fn open(ct_buffer: usize) -> anyhow::Result<Kernel> {
         Ok(Kernel {
             ct_events: NlSocket::open(libc::NETLINK_NETFILTER, &[NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY], ct_buffer)?,
@@ -169,6 +170,11 @@ impl Kernel {
             dns: NlSocket::open(libc::NETLINK_NETFILTER, &[], DNS_RCVBUF)?,
             dns_queue: None,
         })
+    }
+
+    /// The conntrack event socket's receive buffer as the kernel counts it.
+    pub fn ct_buffer_granted(&self) -> Option<usize> {
+        self.ct_events.rcvbuf()
     }
 
     pub async fn read_ct(&self, buf: &mut Vec<u8>) -> CtRead {

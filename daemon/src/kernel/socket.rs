@@ -218,6 +218,12 @@ impl NlSocket {
     }
 
     /// Our netlink port id (the kernel's replies are addressed to it).
+    /// The receive buffer the kernel granted (`SO_RCVBUF`: twice the size
+    /// asked for, its accounting of skb overhead included).
+    pub fn rcvbuf(&self) -> Option<usize> {
+        nsock::getsockopt(self.fd.get_ref(), sockopt::RcvBuf).ok()
+    }
+
     pub fn port_id(&self) -> u32 {
         self.port
     }

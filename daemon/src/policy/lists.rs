@@ -48,8 +48,9 @@ const HOSTS_SELF_NAMES: &[&str] = &[
 /// megabyte-long lines.
 const MAX_BAD_TEXT: usize = 120;
 
-/// Names go straight into one `DomainSetBuilder` buffer: a million-line list
-/// never exists as a million `String`s.
+/// Names go straight into a `DomainSetBuilder`, which codes them as they
+/// come: a million-line list never exists as a million `String`s, nor as
+/// its text.
 pub fn parse_list(text: &str) -> ListContent {
     // Reading from a byte slice cannot fail.
     parse_reader(text.as_bytes()).unwrap_or_default()
@@ -252,7 +253,7 @@ impl LoadedList {
                 // The first file's buffers are reused, not copied: with one
                 // big file per list, merging costs no second copy.
                 None => domains = Some(c.domains.into_builder()),
-                Some(b) => b.extend_from_set(&c.domains),
+                Some(b) => b.add_set(c.domains),
             }
             nets.extend(c.nets);
             l.bad_lines += c.bad_lines;
@@ -328,6 +329,18 @@ pub fn load_all(config: &Config) -> Result<BTreeMap<String, LoadedList>, ConfigE
     }
 }
 
+/// Hands the memory freed while loading lists back to the kernel. glibc
+/// keeps freed heap memory resident (a loaded list's chunk buffers and
+/// merged runs, a few MiB for a million names); musl, as on OpenWrt,
+/// returns it by itself.
+pub fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Where the last good download of a subscribed list is kept: its URLs'
 /// contents in order, one file (a list name, `[A-Za-z0-9_-]+`, cannot
 /// leave the directory).
@@ -339,7 +352,7 @@ pub fn cache_path(state_dir: &Path, list: &str) -> std::path::PathBuf {
 /// their own line (they make it bad), not the file.
 pub fn load_file(path: &Path) -> std::io::Result<ListContent> {
     let file = std::fs::File::open(path)?;
-    parse_reader(std::io::BufReader::with_capacity(64 * 1024, file))
+    parse_reader(std::io::BufReader::with_capacity(16 * 1024, file))
 }
 
 #[cfg(test)]

@@ -14,7 +14,11 @@
 //! (e) status latency on the control socket (p50/p99/max) while floods run:
 //!     5 000 LAN neighbours with flows (more than the device table holds),
 //!     and a 250 000-flow `conntrack -R` burst; with RSS and the counters;
-//! (f) held DNS answers against snooped ones and the DIY anchor (`hold.rs`).
+//! (f) held DNS answers against snooped ones and the DIY anchor (`hold.rs`);
+//! (h) RSS with a 200 000-domain deny list, idle and with 256 devices;
+//! (g) the burst of (a) at the conntrack buffer a 128 MB router gets from
+//!     `conntrack_buffer = "auto"` beside an explicit 64 MiB: events lost,
+//!     resyncs, flows judged.
 
 #[path = "bench/hold.rs"]
 mod hold;
@@ -52,9 +56,11 @@ fn main() {
         Ok("dns") => return dns_figures(),
         Ok("floods") => return flood_figures(),
         Ok("hold") => return hold::hold_figures(),
+        Ok("ctbuffer") => return ct_buffer_figures(burst_size(), true),
+        Ok("rss") => return rss_figures(),
         _ => {}
     }
-    let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let burst = burst_size();
     let mut lab = Lab::new("bench");
     lab.device(1);
     lab.device(2);
@@ -62,7 +68,7 @@ fn main() {
     let pid = lab.daemon_pid().expect("daemon running");
     println!("rss_idle_kb={}", rss_kb(pid));
 
-    burst_figures(&lab, burst);
+    burst_figures(&lab, burst, "burst", 1);
     latency_figures(&lab);
     devices_figures(&lab, pid);
     drop(lab);
@@ -70,6 +76,78 @@ fn main() {
     dns_figures();
     flood_figures();
     hold::hold_figures();
+    ct_buffer_figures(burst, false);
+    rss_figures();
+}
+
+/// (h) The daemon with a 200 000-domain deny list (names shaped like a
+/// block list's, ≈24 bytes each), idle and then with 256 devices, and how
+/// its RSS splits (heap and stacks against the mapped binary).
+fn rss_figures() {
+    const DOMAINS: usize = 200_000;
+    let mut lab = Lab::new("bench-rss");
+    lab.device(1);
+    let list = lab.dir.join("big.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&list).expect("list file"));
+        let mut seed = 42u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        const SUBS: &[&str] = &["ads", "track", "metrics", "cdn", "api", "t", "pixel", "log"];
+        const TLDS: &[&str] = &["com", "com", "net", "org", "io", "de", "xyz", "co.uk"];
+        for i in 0..DOMAINS {
+            let sub = if next(2) == 0 { format!("{}{}.", SUBS[next(8) as usize], next(50)) } else { String::new() };
+            let _ = writeln!(f, "0.0.0.0 {sub}dom{i:x}{}.{}", ["ka", "lo", "mire", "nevo"][next(4) as usize], TLDS[next(8) as usize]);
+        }
+    }
+    let config = CONFIG
+        .replacen("[profile.open]\nunlisted = \"allow\"\n", "[profile.open]\nunlisted = \"allow\"\ndeny = [\"big\"]\n", 1)
+        + &format!("\n[list.big]\nfiles = [\"{}\"]\n", list.display());
+    lab.start_leash(&config);
+    let pid = lab.daemon_pid().expect("daemon running");
+    println!("rss_list_domains={DOMAINS}");
+    let lists = lab.leash_json(&["lists"]);
+    let big = lists.as_array().and_then(|a| a.iter().find(|l| l["name"] == "big").cloned()).unwrap_or(Value::Null);
+    println!("rss_list_domains_loaded={}", big["domains"]);
+    println!("rss_200k_list_idle_kb={}", rss_kb(pid));
+    devices_figures_named(&lab, pid, "rss_200k_list_256_devices_kb");
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for key in ["VmHWM", "RssAnon", "RssFile", "VmData", "VmStk"] {
+        let v = st.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).map(|v| v.trim().trim_end_matches("kB").trim().to_string());
+        println!("rss_200k_list_{}_kb={}", key.to_lowercase(), v.unwrap_or_default());
+    }
+}
+
+fn burst_size() -> usize {
+    std::env::var("BENCH_BURST").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000)
+}
+
+/// `conntrack_buffer = "auto"` on a 128 MB router: RAM/64 of its MemTotal
+/// (≈124 516 kB on such boards), as `config::auto_conntrack_buffer` picks.
+const SMALL_ROUTER_CT_BUFFER: u64 = 124_516 * 1024 / 64;
+
+/// (g) The burst of (a) with the conntrack buffer a 128 MB router gets,
+/// and (`with_64mib`) the old fixed 64 MiB beside it, each in a fresh lab.
+fn ct_buffer_figures(burst: usize, with_64mib: bool) {
+    let mut runs = vec![("burst_small_buffer", SMALL_ROUTER_CT_BUFFER)];
+    if with_64mib {
+        runs.push(("burst_64mib_buffer", 64 << 20));
+    }
+    for (prefix, bytes) in runs {
+        let mut lab = Lab::new("ctbuf");
+        lab.device(1);
+        lab.start_leash(&CONFIG.replacen("[daemon]\n", &format!("[daemon]\nconntrack_buffer = {bytes}\n"), 1));
+        let s = status(&lab);
+        println!("{prefix}_bytes={}", s["conntrack_buffer"]);
+        println!("{prefix}_granted_by_kernel={}", s["conntrack_buffer_granted"]);
+        burst_figures(&lab, burst, prefix, 1);
+        // Four `conntrack -R` at once: a faster burst, competing with
+        // leash for the two cores, as a router's own traffic would.
+        lab.router().try_exec(&["conntrack", "-F"]);
+        burst_figures(&lab, burst, &format!("{prefix}_x4"), 4);
+    }
 }
 
 fn status(lab: &Lab) -> Value {
@@ -88,25 +166,36 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// (a) A burst of `n` conntrack entries from a known LAN device.
-fn burst_figures(lab: &Lab, n: usize) {
+/// (a) A burst of `n` conntrack entries from a known LAN device, inserted
+/// by `parallel` `conntrack -R` at once; the figures' names start with
+/// `prefix`.
+fn burst_figures(lab: &Lab, n: usize, prefix: &str, parallel: usize) {
     let r = lab.router();
     r.exec(&["ip", "neigh", "replace", &ip4(1).to_string(), "lladdr", &mac(1), "dev", "br-lan", "nud", "permanent"]);
     lab.wait_until(Duration::from_secs(5), "device 1 known", || lab.device_report(&mac(1)).is_some());
-    let file = std::env::temp_dir().join(format!("leash-bench-burst-{}.txt", std::process::id()));
+    let parallel = parallel.max(1);
+    let files: Vec<_> =
+        (0..parallel).map(|p| std::env::temp_dir().join(format!("leash-bench-burst-{}.{p}.txt", std::process::id()))).collect();
     {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("burst file"));
+        let mut out: Vec<_> = files.iter().map(|f| std::io::BufWriter::new(std::fs::File::create(f).expect("burst file"))).collect();
         for i in 0..n {
             let dst = format!("203.0.{}.{}", 100 + (i / 250 / 250) % 50, 1 + (i / 250) % 250);
             let sport = 1024 + (i % 250) as u32;
-            let _ = writeln!(f, "-I -s {} -d {dst} -p tcp --sport {sport} --dport 443 --state ESTABLISHED -t 600", ip4(1));
+            let _ = writeln!(out[i % parallel], "-I -s {} -d {dst} -p tcp --sport {sport} --dport 443 --state ESTABLISHED -t 600", ip4(1));
         }
     }
+    let file = &files[0];
     let before_events = counter(lab, "ct_new_events");
     let before_dumped = counter(lab, "ct_dumped");
     let before_judged = counter(lab, "flows_judged");
+    let (before_lost, before_resyncs) = (counter(lab, "events_lost"), counter(lab, "resyncs"));
     let t = Instant::now();
-    let out = r.try_exec(&["conntrack", "-R", file.to_str().unwrap_or_default()]);
+    let out = if parallel == 1 {
+        r.try_exec(&["conntrack", "-R", file.to_str().unwrap_or_default()])
+    } else {
+        let cmd: Vec<String> = files.iter().map(|f| format!("conntrack -R {} &", f.display())).collect();
+        r.try_exec(&["sh", "-c", &format!("{} wait", cmd.join(" "))])
+    };
     let insert_s = t.elapsed().as_secs_f64();
     let created = r.try_exec(&["conntrack", "-C"]);
     let created: u64 = String::from_utf8_lossy(&created.stdout).trim().parse().unwrap_or(0);
@@ -125,17 +214,19 @@ fn burst_figures(lab: &Lab, n: usize) {
     let c = &s["counters"];
     let events = c["ct_new_events"].as_u64().unwrap_or(0) - before_events;
     let dumped = c["ct_dumped"].as_u64().unwrap_or(0) - before_dumped;
-    println!("burst_entries_requested={n}");
-    println!("burst_entries_in_table={created}");
-    println!("burst_insert_seconds={insert_s:.2}");
-    println!("burst_conntrack_R_ok={}", out.status.success());
-    println!("burst_new_events_received={events}");
-    println!("burst_events_received_pct={:.1}", 100.0 * events as f64 / n.max(1) as f64);
-    println!("burst_overruns={}", c["events_lost"]);
-    println!("burst_resyncs={}", c["resyncs"]);
-    println!("burst_flows_read_from_resync_dumps={dumped}");
-    println!("burst_flows_judged={}", c["flows_judged"].as_u64().unwrap_or(0) - before_judged);
-    let _ = std::fs::remove_file(&file);
+    println!("{prefix}_entries_requested={n}");
+    println!("{prefix}_entries_in_table={created}");
+    println!("{prefix}_insert_seconds={insert_s:.2}");
+    println!("{prefix}_conntrack_R_ok={}", out.status.success());
+    println!("{prefix}_new_events_received={events}");
+    println!("{prefix}_events_received_pct={:.1}", 100.0 * events as f64 / n.max(1) as f64);
+    println!("{prefix}_overruns={}", c["events_lost"].as_u64().unwrap_or(0) - before_lost);
+    println!("{prefix}_resyncs={}", c["resyncs"].as_u64().unwrap_or(0) - before_resyncs);
+    println!("{prefix}_flows_read_from_resync_dumps={dumped}");
+    println!("{prefix}_flows_judged={}", c["flows_judged"].as_u64().unwrap_or(0) - before_judged);
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
     r.try_exec(&["conntrack", "-F"]);
 }
 
@@ -175,6 +266,10 @@ fn latency_figures(lab: &Lab) {
 
 /// (c) 256 devices, each with an address and a flow.
 fn devices_figures(lab: &Lab, pid: u32) {
+    devices_figures_named(lab, pid, "rss_256_devices_kb");
+}
+
+fn devices_figures_named(lab: &Lab, pid: u32, key: &str) {
     let r = lab.router();
     for i in 0..256u32 {
         let m = format!("02:00:00:01:{:02x}:{:02x}", i / 256, i % 256);
@@ -186,7 +281,7 @@ fn devices_figures(lab: &Lab, pid: u32) {
         status(lab)["devices"].as_u64().unwrap_or(0) >= 256
     });
     println!("devices_known={}", status(lab)["devices"]);
-    println!("rss_256_devices_kb={}", rss_kb(pid));
+    println!("{key}={}", rss_kb(pid));
 }
 
 fn monotonic_us() -> u64 {

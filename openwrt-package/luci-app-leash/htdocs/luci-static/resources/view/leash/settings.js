@@ -28,6 +28,9 @@ return view.extend({
 		o.default = 'br-lan';
 		s.option(form.Value, 'alert_interval', _('Alert interval'), _('Repeat suppression per device and destination, e.g. 1h')).placeholder = '1h';
 		listValue(s, 'dns_hold', _('Hold DNS answers'), [ 'auto', 'on', 'off', 'external' ], 'auto');
+		o = s.option(form.Value, 'conntrack_buffer', _('Conntrack event buffer'), _('auto: RAM/64, between 1 MiB and 64 MiB; or a size such as 8MiB. Events past it are lost and a resync catches up'));
+		o.placeholder = 'auto';
+		o.validate = function(id, v) { return (v == '' || v == 'auto' || /^[0-9]+(\.[0-9]+)? ?(B|kB|KB|MB|GB|KiB|MiB|GiB)?$/.test(v)) ? true : _('auto or a size such as 8MiB'); };
 		s.option(form.Flag, 'keep_on_exit', _('Keep quarantines on exit'));
 		s.option(form.Value, 'leases', _('DHCP lease file')).placeholder = '/tmp/dhcp.leases';
 
