@@ -15,7 +15,7 @@
 //! time, and `heapless` reserves the whole capacity up front, where this map
 //! grows with use — an idle router holds a few entries, not 64 Ki of them.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::hash::Hash;
 
 const NIL: u32 = u32::MAX;
@@ -68,7 +68,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         // Slot indexes are u32 and NIL is reserved.
         let cap = cap.clamp(1, NIL as usize - 1);
         BoundedMap {
-            index: HashMap::new(),
+            index: HashMap::default(),
             slots: Vec::new(),
             head: NIL,
             tail: NIL,

@@ -4,7 +4,7 @@
 //! `upload_alert`. Capped per device and in all; evictions are counted and
 //! cost O(1).
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -77,7 +77,7 @@ pub struct Destinations {
 impl Default for Destinations {
     fn default() -> Self {
         // Every device in `order` holds a record, so it never evicts.
-        Destinations { map: HashMap::new(), order: BoundedMap::new(MAX_TOTAL), total: 0, evicted: 0 }
+        Destinations { map: HashMap::default(), order: BoundedMap::new(MAX_TOTAL), total: 0, evicted: 0 }
     }
 }
 

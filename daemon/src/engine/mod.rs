@@ -20,7 +20,7 @@ pub mod netmap;
 pub use bypass::BypassAttempt;
 pub use report::{DeviceReport, Explanation, Status};
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -259,11 +259,11 @@ impl Engine {
             net,
             blocks: BoundedMap::new(MAX_BLOCKS),
             suppress: BoundedMap::new(MAX_SUPPRESS),
-            lease_names: HashMap::new(),
+            lease_names: HashMap::default(),
             names: NameCache::new(MAX_NAME_ENTRIES, MAX_NAME_BYTES),
             destinations: Destinations::default(),
             counted: BoundedMap::new(MAX_COUNTED),
-            block_holds: HashMap::new(),
+            block_holds: HashMap::default(),
             counters: Counters::default(),
             started: now,
             announced: (0, 0),
