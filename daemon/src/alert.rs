@@ -66,22 +66,27 @@ impl Verb {
 }
 
 /// One alert line under construction: fields keep their insertion order.
+/// The values sit end to end in one string (`fields` holds each key and
+/// where its value ends): two allocations a line, not one per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     pub verb: Verb,
-    fields: Vec<(&'static str, String)>,
+    values: String,
+    fields: Vec<(&'static str, u32)>,
 }
 
 impl Alert {
     pub fn new(verb: Verb) -> Alert {
-        Alert { verb, fields: Vec::with_capacity(12) }
+        Alert { verb, values: String::with_capacity(160), fields: Vec::with_capacity(12) }
     }
 
     /// Adds `key=value`; empty values are left out.
     pub fn field(mut self, key: &'static str, value: impl fmt::Display) -> Alert {
-        let v = value.to_string();
-        if !v.is_empty() {
-            self.fields.push((key, v));
+        let start = self.values.len();
+        // Writing to a String cannot fail.
+        let _ = write!(self.values, "{value}");
+        if self.values.len() > start {
+            self.fields.push((key, self.values.len() as u32));
         }
         self
     }
@@ -97,20 +102,38 @@ impl Alert {
     /// absent): the daemon fills in what the engine cannot know (a vendor).
     pub fn set(&mut self, key: &'static str, value: impl fmt::Display) {
         let v = value.to_string();
-        match self.fields.iter_mut().find(|(k, _)| *k == key) {
-            Some(f) => f.1 = v,
-            None if !v.is_empty() => self.fields.push((key, v)),
+        match self.fields.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let (start, end) = self.span(i);
+                self.values.replace_range(start..end, &v);
+                let grown = v.len() as i64 - (end - start) as i64;
+                for f in &mut self.fields[i..] {
+                    f.1 = (i64::from(f.1) + grown) as u32;
+                }
+            }
+            None if !v.is_empty() => {
+                self.values.push_str(&v);
+                self.fields.push((key, self.values.len() as u32));
+            }
             None => {}
         }
     }
 
+    fn span(&self, i: usize) -> (usize, usize) {
+        let start = if i == 0 { 0 } else { self.fields[i - 1].1 as usize };
+        (start, self.fields[i].1 as usize)
+    }
+
     /// The `key=value` fields in their order.
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.fields.iter().map(|(k, v)| (*k, v.as_str()))
+        (0..self.fields.len()).map(move |i| {
+            let (start, end) = self.span(i);
+            (self.fields[i].0, &self.values[start..end])
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.fields().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     pub fn severity(&self) -> Severity {
@@ -122,8 +145,10 @@ impl Alert {
 impl fmt::Display for Alert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.verb.as_str())?;
-        for (k, v) in &self.fields {
-            write!(f, " {k}=")?;
+        for (k, v) in self.fields() {
+            f.write_char(' ')?;
+            f.write_str(k)?;
+            f.write_char('=')?;
             write_value(f, v)?;
         }
         Ok(())
@@ -233,6 +258,13 @@ mod tests {
         let mut a = Alert::new(Verb::Device).field("device", "x").field("vendor", "unknown").field("profile", "iot");
         a.set("vendor", "Acme Inc.");
         assert_eq!(a.to_string(), r#"DEVICE device=x vendor="Acme Inc." profile=iot"#);
+        a.set("device", "");
+        a.set("extra", 7);
+        a.set("none", "");
+        assert_eq!(a.to_string(), r#"DEVICE device="" vendor="Acme Inc." profile=iot extra=7"#);
+        assert_eq!((a.get("profile"), a.get("extra"), a.get("none")), (Some("iot"), Some("7"), None));
+        let b = Alert::new(Verb::Alert).field("a", "").field("b", 1).opt("c", None::<u8>).field("d", "x");
+        assert_eq!(b.fields().collect::<Vec<_>>(), vec![("b", "1"), ("d", "x")]);
     }
 
     #[test]
