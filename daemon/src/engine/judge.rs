@@ -56,8 +56,8 @@ impl Engine {
         let mut a = Alert::new(verb)
             .field("device", mac)
             .opt("name", self.device_name(mac))
-            .opt("ip", ip)
-            .field("dst", t.dst)
+            .opt("ip", ip.map(crate::alert::Addr))
+            .field("dst", crate::alert::Addr(t.dst))
             .opt("host", t.names.list.first())
             .opt("country", t.geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()))
             .opt("asn", t.geo.asn);
