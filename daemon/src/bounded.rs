@@ -111,6 +111,14 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.slots.get_mut(i as usize)?.entry.as_mut().map(|(_, v)| v)
     }
 
+    /// The value, mutable, made the most recently used: `touch` and
+    /// `get_mut` in one lookup.
+    pub fn touch_get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let &i = self.index.get(k)?;
+        self.touch_index(i);
+        self.slots.get_mut(i as usize)?.entry.as_mut().map(|(_, v)| v)
+    }
+
     /// Makes the entry the most recently used; false when absent.
     pub fn touch(&mut self, k: &K) -> bool {
         let Some(&i) = self.index.get(k) else { return false };

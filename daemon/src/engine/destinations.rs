@@ -83,13 +83,14 @@ impl Default for Destinations {
 
 impl Destinations {
     pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
-        if !self.map.get(&mac).is_some_and(|d| d.contains_key(&addr)) {
+        // One lookup per table for a known record; a new one is added as
+        // the device's most recent.
+        let known = self.map.get_mut(&mac).is_some_and(|d| d.touch(&addr));
+        if !known {
             self.add(mac, addr, verdict, rule, now);
         }
         self.order.insert(mac, ());
-        let Some(dev) = self.map.get_mut(&mac) else { return };
-        dev.touch(&addr);
-        let Some(rec) = dev.get_mut(&addr) else { return };
+        let Some(rec) = self.map.get_mut(&mac).and_then(|d| d.get_mut(&addr)) else { return };
         for (i, n) in seen.names.iter().enumerate() {
             let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
             match rec.names.iter().position(|have| have == n) {
