@@ -91,6 +91,15 @@ impl Alert {
         self
     }
 
+    /// `field` for a value that is text already: copied, not formatted.
+    pub fn text(mut self, key: &'static str, value: &str) -> Alert {
+        if !value.is_empty() {
+            self.values.push_str(value);
+            self.fields.push((key, self.values.len() as u32));
+        }
+        self
+    }
+
     pub fn opt(self, key: &'static str, value: Option<impl fmt::Display>) -> Alert {
         match value {
             Some(v) => self.field(key, v),
@@ -309,8 +318,8 @@ mod tests {
         a.set("none", "");
         assert_eq!(a.to_string(), r#"DEVICE device="" vendor="Acme Inc." profile=iot extra=7"#);
         assert_eq!((a.get("profile"), a.get("extra"), a.get("none")), (Some("iot"), Some("7"), None));
-        let b = Alert::new(Verb::Alert).field("a", "").field("b", 1).opt("c", None::<u8>).field("d", "x");
-        assert_eq!(b.fields().collect::<Vec<_>>(), vec![("b", "1"), ("d", "x")]);
+        let b = Alert::new(Verb::Alert).field("a", "").field("b", 1).opt("c", None::<u8>).field("d", "x").text("e", "").text("f", "y z");
+        assert_eq!(b.fields().collect::<Vec<_>>(), vec![("b", "1"), ("d", "x"), ("f", "y z")]);
     }
 
     #[test]

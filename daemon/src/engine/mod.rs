@@ -365,7 +365,7 @@ impl Engine {
 
 }
 
-pub fn proto_name(p: u8) -> String {
+pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     match p {
         1 => "icmp".into(),
         6 => "tcp".into(),
@@ -373,7 +373,7 @@ pub fn proto_name(p: u8) -> String {
         58 => "icmpv6".into(),
         132 => "sctp".into(),
         136 => "udplite".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }
 
