@@ -52,7 +52,7 @@ impl Default for Seeded {
 impl BuildHasher for Seeded {
     type Hasher = Fold;
 
-    #[inline]
+    #[inline(always)]
     fn build_hasher(&self) -> Fold {
         Fold { acc: self.start, mul: self.mul }
     }
@@ -65,45 +65,45 @@ pub struct Fold {
     mul: u64,
 }
 
-#[inline]
+#[inline(always)]
 fn fold(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl Hasher for Fold {
-    #[inline]
+    #[inline(always)]
     fn write_u64(&mut self, x: u64) {
         self.acc = fold(self.acc ^ x, self.mul);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u8(&mut self, x: u8) {
         self.write_u64(u64::from(x));
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, x: u16) {
         self.write_u64(u64::from(x));
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u32(&mut self, x: u32) {
         self.write_u64(u64::from(x));
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u128(&mut self, x: u128) {
         self.write_u64(x as u64);
         self.write_u64((x >> 64) as u64);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_usize(&mut self, x: usize) {
         self.write_u64(x as u64);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_isize(&mut self, x: isize) {
         self.write_u64(x as u64);
     }
@@ -122,7 +122,7 @@ impl Hasher for Fold {
         self.write_u64(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 56));
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish(&self) -> u64 {
         self.acc
     }
