@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::bounded::{BoundedMap, Insert};
+use crate::bounded::{BoundedMap, Put};
 use crate::mac::Mac;
 use crate::policy::Rule;
 use crate::names::trust::Resolver;
@@ -144,10 +144,10 @@ impl Destinations {
             window_alerted: false,
         };
         let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
-        match dev.insert(addr, rec) {
-            Insert::Added => self.total += 1,
-            Insert::Evicted(..) => self.evicted_one(),
-            Insert::Replaced(_) | Insert::Refused(..) => {}
+        match dev.put(addr, rec) {
+            Put::Added => self.total += 1,
+            Put::Evicted => self.evicted_one(),
+            Put::Replaced | Put::Refused => {}
         }
     }
 
