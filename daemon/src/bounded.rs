@@ -15,10 +15,19 @@
 //! time, and `heapless` reserves the whole capacity up front, where this map
 //! grows with use — an idle router holds a few entries, not 64 Ki of them.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::hash::Hash;
 
 const NIL: u32 = u32::MAX;
+
+/// What a `put` did: an insert's outcome without the values.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Put {
+    Added,
+    Replaced,
+    Evicted,
+    Refused,
+}
 
 /// What an insert did.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,7 +77,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         // Slot indexes are u32 and NIL is reserved.
         let cap = cap.clamp(1, NIL as usize - 1);
         BoundedMap {
-            index: HashMap::new(),
+            index: HashMap::default(),
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -111,6 +120,14 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.slots.get_mut(i as usize)?.entry.as_mut().map(|(_, v)| v)
     }
 
+    /// The value, mutable, made the most recently used: `touch` and
+    /// `get_mut` in one lookup.
+    pub fn touch_get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let &i = self.index.get(k)?;
+        self.touch_index(i);
+        self.slots.get_mut(i as usize)?.entry.as_mut().map(|(_, v)| v)
+    }
+
     /// Makes the entry the most recently used; false when absent.
     pub fn touch(&mut self, k: &K) -> bool {
         let Some(&i) = self.index.get(k) else { return false };
@@ -147,6 +164,43 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
             Some((k, v)) => Insert::Evicted(k, v),
             None => Insert::Added,
         }
+    }
+
+    /// `insert` for a caller that only counts what went: the entry evicted
+    /// is dropped where it lies and the new one written into its slot, not
+    /// moved out and back (a destination record is ≈ 200 bytes, and a full
+    /// device evicts on every new destination).
+    pub fn put(&mut self, k: K, v: V) -> Put {
+        if let Some(&i) = self.index.get(&k) {
+            if let Some(e) = &mut self.slots[i as usize].entry {
+                e.1 = v;
+            }
+            self.touch_index(i);
+            return Put::Replaced;
+        }
+        let (i, put) = if self.index.len() >= self.cap {
+            let i = self.head;
+            let Some((old, _)) = self.slots.get(i as usize).and_then(|s| s.entry.as_ref()) else { return Put::Refused };
+            let old = old.clone();
+            self.index.remove(&old);
+            self.unlink(i);
+            (i, Put::Evicted)
+        } else if self.free != NIL {
+            let i = self.free;
+            self.free = self.slots[i as usize].next;
+            (i, Put::Added)
+        } else {
+            let i = self.alloc(k.clone(), v);
+            self.index.insert(k, i);
+            self.push_back(i);
+            return Put::Added;
+        };
+        let slot = &mut self.slots[i as usize];
+        slot.entry = Some((k.clone(), v));
+        slot.pinned = false;
+        self.index.insert(k, i);
+        self.push_back(i);
+        put
     }
 
     pub fn remove(&mut self, k: &K) -> Option<V> {
@@ -348,6 +402,35 @@ mod tests {
         assert_eq!(m.get(&2), None);
         assert_eq!(m.len(), 3);
         assert_eq!(m.oldest(), Some((&1, &"a")));
+    }
+
+    /// `put` and `insert` leave twin maps alike, whatever the sequence.
+    #[test]
+    fn put_is_insert_without_the_values() {
+        let (mut a, mut b) = (BoundedMap::with_max_pinned(8, 3), BoundedMap::with_max_pinned(8, 3));
+        let mut x: u32 = 7;
+        for step in 0..5000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let k = x % 24;
+            match x % 7 {
+                0 => assert_eq!(a.remove(&k), b.remove(&k)),
+                1 => assert_eq!(a.pin(&k, x & 8 == 0), b.pin(&k, x & 8 == 0)),
+                2 => assert_eq!(a.touch(&k), b.touch(&k)),
+                _ => {
+                    let want = match a.insert(k, step) {
+                        Insert::Added => Put::Added,
+                        Insert::Replaced(_) => Put::Replaced,
+                        Insert::Evicted(..) => Put::Evicted,
+                        Insert::Refused(..) => Put::Refused,
+                    };
+                    assert_eq!(b.put(k, step), want, "step {step}");
+                }
+            }
+            assert_eq!(a.iter_lru().collect::<Vec<_>>(), b.iter_lru().collect::<Vec<_>>(), "step {step}");
+            assert_eq!((keys(&a), a.pinned_len()), (keys(&b), b.pinned_len()));
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod bounded;
 pub mod codec;
 pub mod config;
 pub mod engine;
+pub mod hash;
 pub mod mac;
 pub mod names;
 pub mod nft;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 pub use super::nla::DecodeError;
 use super::nla::{
-    Attr, Messages, Msg, NlWriter, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    Attr, Messages, Msg, NlWriter, NLA_HDRLEN, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_EXCL, NLM_F_REQUEST,
 };
 
@@ -207,6 +207,55 @@ fn parse_counters(a: &Attr) -> Result<(Option<u64>, Option<u64>), DecodeError> {
 }
 
 fn parse_tuple(a: &Attr) -> Result<Flow, DecodeError> {
+    match tuple_fixed(a.value) {
+        Some(f) => Ok(f),
+        None => parse_tuple_nested(a),
+    }
+}
+
+/// A tuple in the layout kernels send for protocols with ports (TCP, UDP,
+/// SCTP, …): the address nest (source, destination), then the protocol
+/// nest (number, source port, destination port), nothing else. Read at
+/// fixed offsets, each header checked, in a tenth of the general walk's
+/// instructions; any other layout (ICMP, a zone, another order, another
+/// attribute) is `None` and goes the general way, to the same result.
+fn tuple_fixed(v: &[u8]) -> Option<Flow> {
+    let hdr = |at: usize| -> Option<(usize, u16)> {
+        let b = v.get(at..at + NLA_HDRLEN)?;
+        Some((usize::from(u16::from_ne_bytes([b[0], b[1]])), u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK))
+    };
+    let Some((ip_len, CTA_TUPLE_IP)) = hdr(0) else { return None };
+    let (w, src_ty, dst_ty) = match ip_len {
+        20 => (4, CTA_IP_V4_SRC, CTA_IP_V4_DST),
+        44 => (16, CTA_IP_V6_SRC, CTA_IP_V6_DST),
+        _ => return None,
+    };
+    let p = ip_len;
+    if v.len() != p + 28
+        || hdr(4)? != (4 + w, src_ty)
+        || hdr(8 + w)? != (4 + w, dst_ty)
+        || hdr(p)? != (28, CTA_TUPLE_PROTO)
+        || hdr(p + 4)? != (5, CTA_PROTO_NUM)
+        || hdr(p + 12)? != (6, CTA_PROTO_SRC_PORT)
+        || hdr(p + 20)? != (6, CTA_PROTO_DST_PORT)
+    {
+        return None;
+    }
+    let addr = |at: usize| -> Option<IpAddr> {
+        Some(match w {
+            4 => IpAddr::from(<[u8; 4]>::try_from(v.get(at..at + 4)?).ok()?),
+            _ => IpAddr::from(<[u8; 16]>::try_from(v.get(at..at + 16)?).ok()?),
+        })
+    };
+    let port = |at: usize| u16::from_be_bytes([v[at], v[at + 1]]);
+    let proto = v[p + 8];
+    if is_icmp(proto) {
+        return None;
+    }
+    Some(Flow { src: addr(8)?, dst: addr(12 + w)?, proto, sport: port(p + 16), dport: port(p + 24) })
+}
+
+fn parse_tuple_nested(a: &Attr) -> Result<Flow, DecodeError> {
     let (mut src, mut dst, mut proto) = (None, None, None);
     let (mut sport, mut dport, mut icmp_id, mut icmp_type, mut icmp_code) = (0, 0, 0, 0u8, 0u8);
     for t in a.attrs() {
@@ -337,6 +386,37 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Every tuple of the captures: the fixed-offset read gives what the
+    /// general walk gives, or leaves it to the walk; TCP and UDP tuples
+    /// (with no zone) take the fixed read.
+    #[test]
+    fn fixed_tuple_read_agrees_with_the_walk() {
+        let mut fixed = 0;
+        for cap in [CT_NEW_TCP4, CT_NEW_UDP6_ZONE, CT_NEW_ICMP4, CT_DESTROY_UDP4_COUNTERS, CT_DUMP_REPLY] {
+            for msg in messages(cap) {
+                let m = Msg::parse(msg.unwrap()).unwrap();
+                let Ok((_, attrs)) = m.nfnl() else { continue };
+                for a in attrs.map(Result::unwrap).filter(|a| a.ty == CTA_TUPLE_ORIG || a.ty == CTA_TUPLE_REPLY) {
+                    let walked = parse_tuple_nested(&a).unwrap();
+                    if let Some(f) = tuple_fixed(a.value) {
+                        assert_eq!(f, walked);
+                        fixed += 1;
+                    }
+                    // A byte changed in any header leaves the fixed read or agrees.
+                    for at in 0..a.value.len() {
+                        let mut v = a.value.to_vec();
+                        v[at] ^= 0x01;
+                        let bent = Attr { value: &v, ..a };
+                        if let Some(f) = tuple_fixed(&v) {
+                            assert_eq!(Some(f), parse_tuple_nested(&bent).ok(), "byte {at}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(fixed >= 4, "the TCP and UDP tuples read fixed: {fixed}");
     }
 
     #[test]

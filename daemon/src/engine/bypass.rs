@@ -8,7 +8,7 @@
 //! configuration and the device table, are never persisted, and are
 //! recomputed on every reload.
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 
 use super::*;
 use crate::config::DnsBypass;

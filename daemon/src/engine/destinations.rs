@@ -4,12 +4,12 @@
 //! `upload_alert`. Capped per device and in all; evictions are counted and
 //! cost O(1).
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::bounded::{BoundedMap, Insert};
+use crate::bounded::{BoundedMap, Put};
 use crate::mac::Mac;
 use crate::policy::Rule;
 use crate::names::trust::Resolver;
@@ -77,19 +77,20 @@ pub struct Destinations {
 impl Default for Destinations {
     fn default() -> Self {
         // Every device in `order` holds a record, so it never evicts.
-        Destinations { map: HashMap::new(), order: BoundedMap::new(MAX_TOTAL), total: 0, evicted: 0 }
+        Destinations { map: HashMap::default(), order: BoundedMap::new(MAX_TOTAL), total: 0, evicted: 0 }
     }
 }
 
 impl Destinations {
     pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
-        if !self.map.get(&mac).is_some_and(|d| d.contains_key(&addr)) {
+        // One lookup per table for a known record; a new one is added as
+        // the device's most recent.
+        let known = self.map.get_mut(&mac).is_some_and(|d| d.touch(&addr));
+        if !known {
             self.add(mac, addr, verdict, rule, now);
         }
         self.order.insert(mac, ());
-        let Some(dev) = self.map.get_mut(&mac) else { return };
-        dev.touch(&addr);
-        let Some(rec) = dev.get_mut(&addr) else { return };
+        let Some(rec) = self.map.get_mut(&mac).and_then(|d| d.get_mut(&addr)) else { return };
         for (i, n) in seen.names.iter().enumerate() {
             let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
             match rec.names.iter().position(|have| have == n) {
@@ -143,10 +144,10 @@ impl Destinations {
             window_alerted: false,
         };
         let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
-        match dev.insert(addr, rec) {
-            Insert::Added => self.total += 1,
-            Insert::Evicted(..) => self.evicted_one(),
-            Insert::Replaced(_) | Insert::Refused(..) => {}
+        match dev.put(addr, rec) {
+            Put::Added => self.total += 1,
+            Put::Evicted => self.evicted_one(),
+            Put::Replaced | Put::Refused => {}
         }
     }
 

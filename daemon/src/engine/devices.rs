@@ -4,7 +4,7 @@
 //! devices the engine pins (configured, consented, quarantined, blocked)
 //! are never chosen.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -50,7 +50,7 @@ impl DeviceTable {
         let cap = cap.max(1);
         DeviceTable {
             by_mac: BoundedMap::with_max_pinned(cap, cap - cap / 4),
-            by_ip: HashMap::new(),
+            by_ip: HashMap::default(),
             evicted: 0,
             refused: 0,
             pins_refused: 0,

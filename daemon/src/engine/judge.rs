@@ -55,14 +55,14 @@ impl Engine {
         let ip = flow.map(|f| f.src).or_else(|| self.devices.get(mac).and_then(|d| d.addrs.first().copied()));
         let mut a = Alert::new(verb)
             .field("device", mac)
-            .opt("name", self.device_name(mac))
-            .opt("ip", ip)
-            .field("dst", t.dst)
-            .opt("host", t.names.list.first())
+            .text("name", self.device_name(mac).unwrap_or_default())
+            .opt("ip", ip.map(crate::alert::Addr))
+            .field("dst", crate::alert::Addr(t.dst))
+            .text("host", t.names.list.first().map(String::as_str).unwrap_or_default())
             .opt("country", t.geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()))
             .opt("asn", t.geo.asn);
         if let Some(f) = flow {
-            a = a.field("proto", proto_name(f.proto));
+            a = a.text("proto", &proto_name(f.proto));
             if f.dport != 0 && matches!(f.proto, 6 | 17 | 132 | 136) {
                 a = a.field("dport", f.dport);
             }
@@ -127,7 +127,7 @@ impl Engine {
             }
             _ => {}
         }
-        let alert = self.flow_alert(verb, mac, t, flow).field("rule", &j.rule).field("profile", &j.profile);
+        let alert = self.flow_alert(verb, mac, t, flow).field("rule", &j.rule).text("profile", &j.profile);
         self.log(mac, Some(t.dst), alert, now, out);
     }
 

@@ -20,7 +20,7 @@ pub mod netmap;
 pub use bypass::BypassAttempt;
 pub use report::{DeviceReport, Explanation, Status};
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -259,11 +259,11 @@ impl Engine {
             net,
             blocks: BoundedMap::new(MAX_BLOCKS),
             suppress: BoundedMap::new(MAX_SUPPRESS),
-            lease_names: HashMap::new(),
+            lease_names: HashMap::default(),
             names: NameCache::new(MAX_NAME_ENTRIES, MAX_NAME_BYTES),
             destinations: Destinations::default(),
             counted: BoundedMap::new(MAX_COUNTED),
-            block_holds: HashMap::new(),
+            block_holds: HashMap::default(),
             counters: Counters::default(),
             started: now,
             announced: (0, 0),
@@ -365,7 +365,7 @@ impl Engine {
 
 }
 
-pub fn proto_name(p: u8) -> String {
+pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     match p {
         1 => "icmp".into(),
         6 => "tcp".into(),
@@ -373,7 +373,7 @@ pub fn proto_name(p: u8) -> String {
         58 => "icmpv6".into(),
         132 => "sctp".into(),
         136 => "udplite".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }
 

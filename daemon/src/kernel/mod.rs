@@ -28,7 +28,7 @@ pub mod socket;
 mod tests;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 
@@ -110,7 +110,15 @@ pub struct Kernel {
     dns: NlSocket,
     /// Opened by the first `bind_dns_queue`.
     dns_queue: Option<DnsQueue>,
+    /// The kernel reported lost events in the middle of a batch: the
+    /// events read before it were handed out, the next read says `Lost`.
+    ct_lost: AtomicBool,
 }
+
+/// Conntrack datagrams read per `read_ct` at most (each holds one event):
+/// a backlog drains in batches, one loop turn and one DNS catch-up each,
+/// while a turn stays short (≈ 128 events judged, well under a millisecond).
+const CT_BATCH: usize = 128;
 
 /// The socket that holds DNS answers in NFQUEUE, once bound.
 struct DnsQueue {
@@ -169,6 +177,7 @@ impl Kernel {
             rt_req: NlSocket::open(libc::NETLINK_ROUTE, &[], RT_RCVBUF)?,
             dns: NlSocket::open(libc::NETLINK_NETFILTER, &[], DNS_RCVBUF)?,
             dns_queue: None,
+            ct_lost: AtomicBool::new(false),
         })
     }
 
@@ -178,23 +187,43 @@ impl Kernel {
     }
 
     pub async fn read_ct(&self, buf: &mut Vec<u8>) -> CtRead {
-        match self.ct_events.recv(buf).await {
-            Ok(n) => {
-                let mut flows = Vec::new();
-                let mut ended = Vec::new();
-                for msg in conntrack::messages(&buf[..n]) {
-                    match msg.and_then(conntrack::parse_message) {
-                        Ok(Some(ev @ CtEvent { kind: CtKind::Destroy, .. })) => ended.extend(counters(&ev)),
-                        Ok(Some(CtEvent { kind: CtKind::New, orig, .. })) => flows.push(orig),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "malformed conntrack event skipped"),
-                    }
-                }
-                CtRead::Flows(flows, ended)
-            }
-            Err(RecvError::Overrun) => CtRead::Lost,
-            Err(e) => CtRead::Failed(e.into()),
+        if self.ct_lost.swap(false, Ordering::Relaxed) {
+            return CtRead::Lost;
         }
+        let mut n = match self.ct_events.recv(buf).await {
+            Ok(n) => n,
+            Err(RecvError::Overrun) => return CtRead::Lost,
+            Err(e) => return CtRead::Failed(e.into()),
+        };
+        let mut flows = Vec::new();
+        let mut ended = Vec::new();
+        // The datagrams queued behind this one join it, up to a batch.
+        for read in 1.. {
+            for msg in conntrack::messages(&buf[..n]) {
+                match msg.and_then(conntrack::parse_message) {
+                    Ok(Some(ev @ CtEvent { kind: CtKind::Destroy, .. })) => ended.extend(counters(&ev)),
+                    Ok(Some(CtEvent { kind: CtKind::New, orig, .. })) => flows.push(orig),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "malformed conntrack event skipped"),
+                }
+            }
+            if read >= CT_BATCH {
+                break;
+            }
+            n = match self.ct_events.try_recv(buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(RecvError::Overrun) => {
+                    self.ct_lost.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading queued conntrack events");
+                    break;
+                }
+            };
+        }
+        CtRead::Flows(flows, ended)
     }
 
     /// Drops the conntrack events queued now (before a resync dump, which

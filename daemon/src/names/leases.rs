@@ -1,7 +1,7 @@
 //! dnsmasq's lease file (`/tmp/dhcp.leases` on OpenWrt): names devices.
 //! Line form: `<expiry> <mac> <ip> <hostname|*> <client-id|*>`.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 
 use crate::mac::Mac;
