@@ -22,8 +22,8 @@
 # target/musl-link/TARGET: musl's crt objects and libc.a, crtbegin/crtend and
 # libgcc_eh.a (as libunwind.a) from Debian's cross gcc.
 #
-# `test` builds the MIPS binaries and runs `--version` under qemu; `test-all`
-# runs their unit tests too (slower: a second std build per target).
+# `test` builds the MIPS binaries (dev profile) and runs `--version` under
+# qemu; `test-all` runs their unit tests too (their run under qemu is slow).
 #
 # Installs what is missing when run as root (apt: cross gcc, musl, qemu-user-static;
 # rustup: the targets and rust-src). Linkers and qemu runners come from
@@ -156,9 +156,12 @@ musl_from_source() {
     out=$TARGET_DIR/musl/$t
     [ -e "$out/lib/libc.a" ] && return 0
     src=$TARGET_DIR/musl/src
-    if ! ls -d "$src"/musl-*/configure >/dev/null 2>&1; then
+    local srcdir
+    srcdir=$(find "$src" -maxdepth 1 -type d -name 'musl-*' 2>/dev/null | head -1)
+    if [ -z "$srcdir" ] || [ ! -x "$srcdir/configure" ]; then
         if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
             say "adding Debian's deb-src lines (apt-get source musl)"
+            # shellcheck source=/dev/null
             . /etc/os-release
             printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$VERSION_CODENAME" |
                 as_root tee /etc/apt/sources.list.d/debian-src.sources >/dev/null
@@ -167,13 +170,14 @@ musl_from_source() {
         [ -n "$apt_updated" ] || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq; apt_updated=1; }
         mkdir -p "$src"
         (cd "$src" && apt-get source -qq musl >/dev/null 2>&1) || die "apt-get source musl failed"
+        srcdir=$(find "$src" -maxdepth 1 -type d -name 'musl-*' | head -1)
     fi
     say "building musl for $t ($p-gcc -msoft-float)"
     rm -rf "$out.build"
     mkdir -p "$out.build"
     (
         cd "$out.build"
-        "$(ls -d "$src"/musl-*/ | head -1)configure" --target="$p" CC="$p-gcc" CFLAGS="-O2 -msoft-float" \
+        "$srcdir/configure" --target="$p" CC="$p-gcc" CFLAGS="-O2 -msoft-float" \
             --disable-shared --prefix="$out" >configure.log 2>&1
         make -j"$(nproc)" >make.log 2>&1
         make install >>make.log 2>&1
@@ -280,12 +284,17 @@ linkage() {
     esac
 }
 
-# Builds the release binary of $1 and checks --version under qemu; prints a summary line.
+# Builds the binary of $1 (release, or the dev profile with $2 = debug) and
+# checks --version under qemu; prints a summary line.
 build_one() {
-    local t=$1 bin size link version
-    say "cargo build --release --target $t"
-    cargo_for "$t" build --locked --release -p leash >&2
-    bin=$TARGET_DIR/$t/release/leash
+    local t=$1 profile=${2:-release} bin size link version
+    say "cargo build --$profile --target $t"
+    if [ "$profile" = release ]; then
+        cargo_for "$t" build --locked --release -p leash >&2
+    else
+        cargo_for "$t" build --locked -p leash >&2
+    fi
+    bin=$TARGET_DIR/$t/$profile/leash
     size=$(stat -c %s "$bin")
     link=$(linkage "$bin")
     # shellcheck disable=SC2046 # the runner is a command line
@@ -312,7 +321,8 @@ test_() {
     mkdir -p "$TARGET_DIR"
     for t in "${TARGETS[@]}"; do
         if [ "$all" = no ] && [ -z "${ARM_TARGETS:-}" ] && [[ $t == mips* ]]; then
-            lines+=("$(build_one "$t" | sed 's/, "leash .*/, --version ok under qemu (unit tests: arm.sh test-all)/')")
+            # The dev profile: its std build is the one test-all's tests reuse.
+            lines+=("$(build_one "$t" debug | sed 's/, "leash .*/, --version ok under qemu (unit tests: arm.sh test-all)/')")
             continue
         fi
         log=$TARGET_DIR/arm-test-$t.log
