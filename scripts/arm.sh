@@ -288,10 +288,11 @@ linkage() {
 # checks --version under qemu; prints a summary line.
 build_one() {
     local t=$1 profile=${2:-release} bin size link version
-    say "cargo build --$profile --target $t"
     if [ "$profile" = release ]; then
+        say "cargo build --release --target $t"
         cargo_for "$t" build --locked --release -p leash >&2
     else
+        say "cargo build --target $t (dev profile)"
         cargo_for "$t" build --locked -p leash >&2
     fi
     bin=$TARGET_DIR/$t/$profile/leash
