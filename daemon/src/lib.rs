@@ -8,7 +8,8 @@
 //!   which names a device resolved and which answers count; `config`
 //!   reads TOML and UCI; `store` encodes what survives a restart; `nft`
 //!   describes leash's table; `codec` turns kernel and network bytes into
-//!   values; `alert` formats lines; `bounded` caps every table in O(1);
+//!   values; `alert` formats lines; `bounded` caps every table in O(1); `counter` counts
+//!   events for `status` (also where there are no 64-bit atomics);
 //! - adapters: `kernel` (netlink sockets), `nft::apply` (`nft -f`),
 //!   `syslog`, `control` (the socket), the file writers in `store`;
 //! - front ends: `daemon` (the event loop) and `cli`.
@@ -18,6 +19,7 @@ pub mod alert;
 pub mod bounded;
 pub mod codec;
 pub mod config;
+pub mod counter;
 pub mod engine;
 pub mod hash;
 pub mod mac;

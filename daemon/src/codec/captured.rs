@@ -3,11 +3,132 @@
 //! plain netlink socket subscribed to the group named; requests were taken
 //! from `strace -e write=FD`. Run in a throwaway network namespace.
 //! Byte order is the capturing host's (x86_64, little-endian).
+//!
+//! Netlink headers (`nlmsghdr`, each `nlattr`'s length and type, the errno of
+//! NLMSG_ERROR and NLMSG_DONE) are in the sender's host order; nfnetlink's
+//! `res_id` and the attribute values leash decodes are big-endian whatever
+//! the host. So each netfilter capture goes through `nfnl`, which on a
+//! big-endian host rewrites exactly those header fields into its order, as
+//! its kernel would have sent them, and leaves every other byte alone (on a
+//! little-endian host it changes nothing). Nests are followed where the
+//! sender flagged them NLA_F_NESTED (ctnetlink, libnftnl); nf_tables
+//! notifications nest without the flag, and leash does not decode those.
+//! The rtnetlink captures (`RT_*`) carry host-order values in their fixed
+//! headers and attributes too, so `route`'s tests check them on
+//! little-endian hosts only.
+
+const NLA_F_NESTED: u16 = 0x8000;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+
+/// An attribute header in host order, as the kernel writes it.
+pub fn nla_hdr(len: u16, ty: u16) -> [u8; 4] {
+    let (l, t) = (len.to_ne_bytes(), ty.to_ne_bytes());
+    [l[0], l[1], t[0], t[1]]
+}
+
+/// Sets the length of the attribute at `at`, in host order.
+pub fn set_nla_len(b: &mut [u8], at: usize, len: u16) {
+    b[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// A little-endian capture of nfnetlink messages, in this host's order.
+const fn nfnl<const N: usize>(mut b: [u8; N]) -> [u8; N] {
+    if cfg!(target_endian = "big") {
+        messages(&mut b, 0, N);
+    }
+    b
+}
+
+const fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+const fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Reverses `n` bytes at `at`: little-endian to big-endian.
+const fn flip(b: &mut [u8], at: usize, n: usize) {
+    let mut i = 0;
+    while i < n / 2 {
+        let t = b[at + i];
+        b[at + i] = b[at + n - 1 - i];
+        b[at + n - 1 - i] = t;
+        i += 1;
+    }
+}
+
+const fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Flips one nlmsghdr at `at`; returns its (little-endian) length, type and flags.
+const fn header(b: &mut [u8], at: usize) -> (usize, u16, u16) {
+    let (len, ty, flags) = (le32(b, at) as usize, le16(b, at + 4), le16(b, at + 6));
+    flip(b, at, 4);
+    flip(b, at + 4, 2);
+    flip(b, at + 6, 2);
+    flip(b, at + 8, 4);
+    flip(b, at + 12, 4);
+    (len, ty, flags)
+}
+
+/// The messages in `b[at..end]`.
+const fn messages(b: &mut [u8], mut at: usize, end: usize) {
+    while at + 16 <= end {
+        let (len, ty, flags) = header(b, at);
+        let stop = if at + len < end { at + len } else { end };
+        match ty {
+            // NLMSG_NOOP
+            1 => {}
+            // NLMSG_ERROR: errno, the request's header, then its payload
+            // (unless capped) and the extended-ack attributes.
+            2 if at + 36 <= stop => {
+                flip(b, at + 16, 4);
+                let (inner, _, _) = header(b, at + 20);
+                let mut tlvs = at + 36;
+                if flags & NLM_F_CAPPED == 0 {
+                    let inner_end = if at + 20 + inner < stop { at + 20 + inner } else { stop };
+                    attrs(b, at + 40, inner_end);
+                    tlvs = at + 20 + align4(inner);
+                }
+                if flags & NLM_F_ACK_TLVS != 0 {
+                    attrs(b, tlvs, stop);
+                }
+            }
+            // NLMSG_DONE: an errno (none in an empty DONE).
+            3 if at + 20 <= stop => flip(b, at + 16, 4),
+            // nfnetlink: the 4-byte nfgenmsg (res_id is big-endian), then attributes.
+            _ => attrs(b, at + 20, stop),
+        }
+        if len < 16 {
+            break;
+        }
+        at += align4(len);
+    }
+}
+
+/// The attributes in `b[at..end]`, into flagged nests.
+const fn attrs(b: &mut [u8], mut at: usize, end: usize) {
+    while at + 4 <= end {
+        let (len, ty) = (le16(b, at) as usize, le16(b, at + 2));
+        flip(b, at, 2);
+        flip(b, at + 2, 2);
+        if len < 4 {
+            break;
+        }
+        if ty & NLA_F_NESTED != 0 {
+            attrs(b, at + 4, if at + len < end { at + len } else { end });
+        }
+        at += align4(len);
+    }
+}
 
 /// NEW event (flags CREATE|EXCL) received on NFNLGRP_CONNTRACK_NEW while running
 /// `conntrack -I -s 192.0.2.1 -d 198.51.100.2 -p tcp --sport 1234 --dport 443 --state ESTABLISHED -t 60`
 #[rustfmt::skip]
-pub const CT_NEW_TCP4: &[u8] = &[
+pub const CT_NEW_TCP4: &[u8] = &nfnl([
     0xe8, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x28, 0x16, 0x00, 0x00,  // nlmsghdr: len 232 type 0x0100 flags 0x0600 seq 0 pid 5672
     0x02, 0x00, 0x00, 0x00,  // nfgenmsg: family 2 version 0 res_id 0
     0x34, 0x00, 0x01, 0x80,  // CTA_TUPLE_ORIG (len 52, NESTED)
@@ -41,12 +162,12 @@ pub const CT_NEW_TCP4: &[u8] = &[
         0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_ITS = 00000000
         0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_TSOFF = 00000000
     0x08, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_MARK = 00000000
-];
+]);
 
 /// NEW event from
 /// `conntrack -I -s 2001:db8::1 -d 2001:db8::2 -p udp --sport 5353 --dport 53 -t 30 -w 7 -m 42`
 #[rustfmt::skip]
-pub const CT_NEW_UDP6_ZONE: &[u8] = &[
+pub const CT_NEW_UDP6_ZONE: &[u8] = &nfnl([
     0xf0, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x29, 0x16, 0x00, 0x00,  // nlmsghdr: len 240 type 0x0100 flags 0x0600 seq 0 pid 5673
     0x0a, 0x00, 0x00, 0x00,  // nfgenmsg: family 10 version 0 res_id 0
     0x4c, 0x00, 0x01, 0x80,  // CTA_TUPLE_ORIG (len 76, NESTED)
@@ -74,12 +195,12 @@ pub const CT_NEW_UDP6_ZONE: &[u8] = &[
         0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_ITS = 00000000
         0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_TSOFF = 00000000
     0x08, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x2a,  // CTA_MARK = 0000002a
-];
+]);
 
 /// NEW event from
 /// `conntrack -I -s 192.0.2.5 -d 198.51.100.6 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 77 -t 30`
 #[rustfmt::skip]
-pub const CT_NEW_ICMP4: &[u8] = &[
+pub const CT_NEW_ICMP4: &[u8] = &nfnl([
     0xc8, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x2a, 0x16, 0x00, 0x00,  // nlmsghdr: len 200 type 0x0100 flags 0x0600 seq 0 pid 5674
     0x02, 0x00, 0x00, 0x00,  // nfgenmsg: family 2 version 0 res_id 0
     0x3c, 0x00, 0x01, 0x80,  // CTA_TUPLE_ORIG (len 60, NESTED)
@@ -108,13 +229,13 @@ pub const CT_NEW_ICMP4: &[u8] = &[
         0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_ITS = 00000000
         0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_TSOFF = 00000000
     0x08, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_MARK = 00000000
-];
+]);
 
 /// DESTROY event (NFNLGRP_CONNTRACK_DESTROY) with `net.netfilter.nf_conntrack_acct=1`:
 /// three 100-byte UDP datagrams 127.0.0.1:40000 -> 127.0.0.1:9 in a netns with a
 /// `ct state new counter` rule, then `conntrack -D -p udp --dport 9`.
 #[rustfmt::skip]
-pub const CT_DESTROY_UDP4_COUNTERS: &[u8] = &[
+pub const CT_DESTROY_UDP4_COUNTERS: &[u8] = &nfnl([
     0xcc, 0x00, 0x00, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x38, 0xff, 0x95,  // nlmsghdr: len 204 type 0x0102 flags 0x0000 seq 0 pid 2516531326
     0x02, 0x00, 0x00, 0x00,  // nfgenmsg: family 2 version 0 res_id 0
     0x34, 0x00, 0x01, 0x80,  // CTA_TUPLE_ORIG (len 52, NESTED)
@@ -142,12 +263,12 @@ pub const CT_DESTROY_UDP4_COUNTERS: &[u8] = &[
     0x1c, 0x00, 0x0a, 0x80,  // CTA_COUNTERS_REPLY (len 28, NESTED)
         0x0c, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_COUNTERS_PACKETS = 0000000000000000
         0x0c, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_COUNTERS_BYTES = 0000000000000000
-];
+]);
 
 /// Reply to a dump, as `conntrack -L` received it (strace -e read=3, two recvmsg
 /// calls joined): one entry (NLM_F_MULTI) then NLMSG_DONE. acct was on.
 #[rustfmt::skip]
-pub const CT_DUMP_REPLY: &[u8] = &[
+pub const CT_DUMP_REPLY: &[u8] = &nfnl([
     0x28, 0x01, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x90, 0x0e, 0x07, 0x6b, 0x81, 0x16, 0x00, 0x00,  // nlmsghdr: len 296 type 0x0100 flags 0x0002 seq 1795624592 pid 5761
     0x02, 0x00, 0x00, 0x00,  // nfgenmsg: family 2 version 0 res_id 0
     0x34, 0x00, 0x01, 0x80,  // CTA_TUPLE_ORIG (len 52, NESTED)
@@ -190,20 +311,20 @@ pub const CT_DUMP_REPLY: &[u8] = &[
         0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00,  // CTA_SYNPROXY_TSOFF = 00000000
     0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x90, 0x0e, 0x07, 0x6b, 0x81, 0x16, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0003 flags 0x0002 seq 1795624592 pid 5761
     0x00, 0x00, 0x00, 0x00,  // nfgenmsg: family 0 version 0 res_id 0
-];
+]);
 
 /// The dump request `conntrack -D -s 192.0.2.1 ...` sends first (strace -e write=3):
 /// IPCTNL_MSG_CT_GET, NLM_F_REQUEST|NLM_F_DUMP, family AF_INET.
 #[rustfmt::skip]
-pub const CT_DUMP_REQUEST_CONNTRACK_D: &[u8] = &[
+pub const CT_DUMP_REQUEST_CONNTRACK_D: &[u8] = &nfnl([
     0x14, 0x00, 0x00, 0x00, 0x01, 0x01, 0x01, 0x03, 0x90, 0x0e, 0x07, 0x6b, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0101 flags 0x0301 seq 1795624592 pid 0
     0x02, 0x00, 0x00, 0x00,  // nfgenmsg: family 2 version 0 res_id 0
-];
+]);
 
 /// Batch sent by `nft add element inet t s { aa:bb:cc:dd:ee:ff . 192.0.2.1 timeout 30s }`
 /// (strace -e write=3), set s: `type ether_addr . ipv4_addr; flags timeout`.
 #[rustfmt::skip]
-pub const NFT_ADD_MACIP4: &[u8] = &[
+pub const NFT_ADD_MACIP4: &[u8] = &nfnl([
     0x14, 0x00, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0010 flags 0x0001 seq 0 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
     0x54, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 84 type 0x0a0c flags 0x0401 seq 1 pid 0
@@ -218,12 +339,12 @@ pub const NFT_ADD_MACIP4: &[u8] = &[
                 0x10, 0x00, 0x01, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x00, 0xc0, 0x00, 0x02, 0x01,  // NFTA_DATA_VALUE = aabbccddeeff0000c0000201
     0x14, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0011 flags 0x0001 seq 2 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
-];
+]);
 
 /// Batch sent by `nft add element inet t s6 { aa:bb:cc:dd:ee:ff . 2001:db8::1 timeout 1h }`,
 /// set s6: `type ether_addr . ipv6_addr; flags timeout`.
 #[rustfmt::skip]
-pub const NFT_ADD_MACIP6: &[u8] = &[
+pub const NFT_ADD_MACIP6: &[u8] = &nfnl([
     0x14, 0x00, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0010 flags 0x0001 seq 0 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
     0x60, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 96 type 0x0a0c flags 0x0401 seq 1 pid 0
@@ -240,11 +361,11 @@ pub const NFT_ADD_MACIP6: &[u8] = &[
                     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
     0x14, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0011 flags 0x0001 seq 2 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
-];
+]);
 
 /// Batch sent by `nft delete element inet t s { aa:bb:cc:dd:ee:ff . 192.0.2.1 }`.
 #[rustfmt::skip]
-pub const NFT_DEL_MACIP4: &[u8] = &[
+pub const NFT_DEL_MACIP4: &[u8] = &nfnl([
     0x14, 0x00, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0010 flags 0x0001 seq 0 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
     0x40, 0x00, 0x00, 0x00, 0x0e, 0x0a, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 64 type 0x0a0e flags 0x0001 seq 1 pid 0
@@ -257,11 +378,11 @@ pub const NFT_DEL_MACIP4: &[u8] = &[
                 0x10, 0x00, 0x01, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x00, 0xc0, 0x00, 0x02, 0x01,  // NFTA_DATA_VALUE = aabbccddeeff0000c0000201
     0x14, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0011 flags 0x0001 seq 2 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
-];
+]);
 
 /// Batch sent by `nft add element inet t m { aa:bb:cc:dd:ee:01 }`, set m: `type ether_addr; flags timeout`.
 #[rustfmt::skip]
-pub const NFT_ADD_MAC: &[u8] = &[
+pub const NFT_ADD_MAC: &[u8] = &nfnl([
     0x14, 0x00, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0010 flags 0x0001 seq 0 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
     0x44, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 68 type 0x0a0c flags 0x0401 seq 1 pid 0
@@ -275,11 +396,11 @@ pub const NFT_ADD_MAC: &[u8] = &[
                 0x0a, 0x00, 0x01, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01, 0x00, 0x00,  // NFTA_DATA_VALUE = aabbccddee01
     0x14, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0011 flags 0x0001 seq 2 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
-];
+]);
 
 /// Batch sent by `nft add element inet t m { aa:bb:cc:dd:ee:02 timeout 10m }`.
 #[rustfmt::skip]
-pub const NFT_ADD_MAC_TIMEOUT: &[u8] = &[
+pub const NFT_ADD_MAC_TIMEOUT: &[u8] = &nfnl([
     0x14, 0x00, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0010 flags 0x0001 seq 0 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
     0x50, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 80 type 0x0a0c flags 0x0401 seq 1 pid 0
@@ -294,7 +415,7 @@ pub const NFT_ADD_MAC_TIMEOUT: &[u8] = &[
                 0x0a, 0x00, 0x01, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x02, 0x00, 0x00,  // NFTA_DATA_VALUE = aabbccddee02
     0x14, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 20 type 0x0011 flags 0x0001 seq 2 pid 0
     0x00, 0x00, 0x00, 0x0a,  // nfgenmsg: family 0 version 0 res_id 10
-];
+]);
 
 /// RTM_NEWLINK on RTNLGRP_LINK after `ip link set vcap0 up` (veth, ifindex 3).
 #[rustfmt::skip]
@@ -476,7 +597,7 @@ pub const RT_DELNEIGH4: &[u8] = &[
 /// namespace by `nft ... log group 5335` and read by the netlink listener of
 /// `scripts/dns_lab.py capture` (kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFLOG_OUTPUT_A_UDP4: &[u8] = &[
+pub const NFLOG_OUTPUT_A_UDP4: &[u8] = &nfnl([
     0x9c, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 156 type 0x0400 flags 0x0000 seq 0 pid 0
     0x02, 0x00, 0x14, 0xd7,  // nfgenmsg: family 2 version 0 res_id 5335
     0x08, 0x00, 0x01, 0x00, 0x08, 0x00, 0x03, 0x00,  // NFULA_PACKET_HDR = 08000300
@@ -493,13 +614,13 @@ pub const NFLOG_OUTPUT_A_UDP4: &[u8] = &[
     0x65, 0x03, 0x63, 0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xcb, 0x00, 0x71, 0x07,  //   answer tracking.example.com A class 1 ttl 600 203.0.113.7
     0x00, 0x00,  //   padding
-];
+]);
 
 /// NFLOG packet message for the reply to A_TCP4 (id 0x1005), logged on the output hook of the resolver
 /// namespace by `nft ... log group 5335` and read by the netlink listener of
 /// `scripts/dns_lab.py capture` (kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFLOG_OUTPUT_A_TCP4: &[u8] = &[
+pub const NFLOG_OUTPUT_A_TCP4: &[u8] = &nfnl([
     0xc4, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 196 type 0x0400 flags 0x0000 seq 0 pid 0
     0x02, 0x00, 0x14, 0xd7,  // nfgenmsg: family 2 version 0 res_id 5335
     0x08, 0x00, 0x01, 0x00, 0x08, 0x00, 0x03, 0x00,  // NFULA_PACKET_HDR = 08000300
@@ -519,13 +640,13 @@ pub const NFLOG_OUTPUT_A_TCP4: &[u8] = &[
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xc6, 0x33, 0x64, 0x01,  //   answer multi.example.com A class 1 ttl 600 198.51.100.1
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xc6, 0x33, 0x64, 0x02,  //   answer multi.example.com A class 1 ttl 600 198.51.100.2
     0x00, 0x00, 0x00,  //   padding
-];
+]);
 
 /// NFLOG packet message for the reply to AAAA_UDP6 (id 0x1006), logged on the input hook of the client
 /// namespace by `nft ... log group 5335` and read by the netlink listener of
 /// `scripts/dns_lab.py capture` (kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFLOG_INPUT_AAAA_UDP6: &[u8] = &[
+pub const NFLOG_INPUT_AAAA_UDP6: &[u8] = &nfnl([
     0xe4, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 228 type 0x0400 flags 0x0000 seq 0 pid 0
     0x0a, 0x00, 0x14, 0xd7,  // nfgenmsg: family 10 version 0 res_id 5335
     0x08, 0x00, 0x01, 0x00, 0x86, 0xdd, 0x01, 0x00,  // NFULA_PACKET_HDR = 86dd0100
@@ -548,7 +669,7 @@ pub const NFLOG_INPUT_AAAA_UDP6: &[u8] = &[
     0x00, 0x1c, 0x00, 0x01,
     0xc0, 0x0c, 0x00, 0x1c, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8,  //   answer v6.example.com AAAA class 1 ttl 600 2001:db8:bad::7
     0x0b, 0xad, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07,
-];
+]);
 
 // NFQUEUE packet messages: see `scripts/dns_lab.py queue-capture` for the lab that made them.
 
@@ -557,7 +678,7 @@ pub const NFLOG_INPUT_AAAA_UDP6: &[u8] = &[
 /// listener of `scripts/dns_lab.py queue-capture` (bound with FAIL_OPEN; the kernel refused
 /// CONNTRACK; kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFQUEUE_OUTPUT_A_UDP4: &[u8] = &[
+pub const NFQUEUE_OUTPUT_A_UDP4: &[u8] = &nfnl([
     0x7e, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 126 type 0x0300 flags 0x0000 seq 0 pid 0
     0x02, 0x00, 0x14, 0xd8,  // nfgenmsg: family 2 version 0 res_id 5336
     0x0b, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x03, 0x00,  // NFQA_PACKET_HDR: packet_id 1 hw_protocol 0x0800 hook 3
@@ -570,14 +691,14 @@ pub const NFQUEUE_OUTPUT_A_UDP4: &[u8] = &[
     0x08, 0x74, 0x72, 0x61, 0x63, 0x6b, 0x69, 0x6e, 0x67, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c,  //   question tracking.example.com A IN
     0x65, 0x03, 0x63, 0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xcb, 0x00, 0x71, 0x07,  //   answer tracking.example.com A class 1 ttl 600 203.0.113.7
-];
+]);
 
 /// NFQUEUE packet message for the reply to AAAA_UDP6 (id 0x1006), queued on the output hook of the resolver
 /// namespace by `iptables-nft ... -j NFQUEUE --queue-num 5336 --queue-bypass` and read by the
 /// listener of `scripts/dns_lab.py queue-capture` (bound with FAIL_OPEN; the kernel refused
 /// CONNTRACK; kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFQUEUE_OUTPUT_AAAA_UDP6: &[u8] = &[
+pub const NFQUEUE_OUTPUT_AAAA_UDP6: &[u8] = &nfnl([
     0x98, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 152 type 0x0300 flags 0x0000 seq 0 pid 0
     0x0a, 0x00, 0x14, 0xd8,  // nfgenmsg: family 10 version 0 res_id 5336
     0x0b, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x09, 0x86, 0xdd, 0x03, 0x00,  // NFQA_PACKET_HDR: packet_id 9 hw_protocol 0x86dd hook 3
@@ -592,14 +713,14 @@ pub const NFQUEUE_OUTPUT_AAAA_UDP6: &[u8] = &[
     0x00, 0x1c, 0x00, 0x01,
     0xc0, 0x0c, 0x00, 0x1c, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8,  //   answer v6.example.com AAAA class 1 ttl 600 2001:db8:bad::7
     0x0b, 0xad, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07,
-];
+]);
 
 /// NFQUEUE packet message for the reply to A_TCP4 (id 0x1005), queued on the output hook of the resolver
 /// namespace by `iptables-nft ... -j NFQUEUE --queue-num 5336 --queue-bypass` and read by the
 /// listener of `scripts/dns_lab.py queue-capture` (bound with FAIL_OPEN; the kernel refused
 /// CONNTRACK; kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFQUEUE_OUTPUT_A_TCP4: &[u8] = &[
+pub const NFQUEUE_OUTPUT_A_TCP4: &[u8] = &nfnl([
     0xa5, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 165 type 0x0300 flags 0x0000 seq 0 pid 0
     0x02, 0x00, 0x14, 0xd8,  // nfgenmsg: family 2 version 0 res_id 5336
     0x0b, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x08, 0x00, 0x03, 0x00,  // NFQA_PACKET_HDR: packet_id 7 hw_protocol 0x0800 hook 3
@@ -615,14 +736,14 @@ pub const NFQUEUE_OUTPUT_A_TCP4: &[u8] = &[
     0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xc6, 0x33, 0x64, 0x01,  //   answer multi.example.com A class 1 ttl 600 198.51.100.1
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xc6, 0x33, 0x64, 0x02,  //   answer multi.example.com A class 1 ttl 600 198.51.100.2
-];
+]);
 
 /// NFQUEUE packet message for the reply to A_UDP4 (id 0x1001), queued on the input hook of the client
 /// namespace by `iptables-nft ... -j NFQUEUE --queue-num 5336 --queue-bypass` and read by the
 /// listener of `scripts/dns_lab.py queue-capture` (bound with FAIL_OPEN; the kernel refused
 /// CONNTRACK; kernel 6.18, x86_64: host byte order is little-endian).
 #[rustfmt::skip]
-pub const NFQUEUE_INPUT_A_UDP4: &[u8] = &[
+pub const NFQUEUE_INPUT_A_UDP4: &[u8] = &nfnl([
     0x96, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // nlmsghdr: len 150 type 0x0300 flags 0x0000 seq 0 pid 0
     0x02, 0x00, 0x14, 0xd8,  // nfgenmsg: family 2 version 0 res_id 5336
     0x0b, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x01, 0x00,  // NFQA_PACKET_HDR: packet_id 1 hw_protocol 0x0800 hook 1
@@ -637,7 +758,7 @@ pub const NFQUEUE_INPUT_A_UDP4: &[u8] = &[
     0x08, 0x74, 0x72, 0x61, 0x63, 0x6b, 0x69, 0x6e, 0x67, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c,  //   question tracking.example.com A IN
     0x65, 0x03, 0x63, 0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
     0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x58, 0x00, 0x04, 0xcb, 0x00, 0x71, 0x07,  //   answer tracking.example.com A class 1 ttl 600 203.0.113.7
-];
+]);
 
 // nf_tables notifications (NFNLGRP_NFTABLES): see `scripts/nft_events_lab.py`, which made
 // them in a throwaway namespace. Each constant holds every datagram one command caused.
@@ -645,7 +766,7 @@ pub const NFQUEUE_INPUT_A_UDP4: &[u8] = &[
 /// Datagrams received on NFNLGRP_NFTABLES after `nft delete table inet leash` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_DELETE_TABLE: &[u8] = &[
+pub const NFT_EV_DELETE_TABLE: &[u8] = &nfnl([
     // datagram 1 of 2
     0x28, 0x01, 0x00, 0x00, 0x08, 0x0a, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xef, 0x47, 0x00, 0x00,  // nlmsghdr: len 296 type 0x0a08 (DELRULE) flags 0x0000 seq 1 pid 18415
     0x01, 0x00, 0x00, 0x03,  // nfgenmsg: family 1 version 0 res_id 3
@@ -694,12 +815,12 @@ pub const NFT_EV_DELETE_TABLE: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x03,  // NFTA_GEN_ID = 00000003
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x47, 0xef,  // NFTA_GEN_PROC_PID = 000047ef
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after `nft flush set inet leash quarantine_mac` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_FLUSH_SET: &[u8] = &[
+pub const NFT_EV_FLUSH_SET: &[u8] = &nfnl([
     // datagram 1 of 2
     0x4c, 0x00, 0x00, 0x00, 0x0e, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf4, 0x47, 0x00, 0x00,  // nlmsghdr: len 76 type 0x0a0e (DELSETELEM) flags 0x0000 seq 0 pid 18420
     0x01, 0x00, 0x00, 0x06,  // nfgenmsg: family 1 version 0 res_id 6
@@ -714,12 +835,12 @@ pub const NFT_EV_FLUSH_SET: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x06,  // NFTA_GEN_ID = 00000006
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x47, 0xf4,  // NFTA_GEN_PROC_PID = 000047f4
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after `nft flush chain inet leash lan_out` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_FLUSH_CHAIN: &[u8] = &[
+pub const NFT_EV_FLUSH_CHAIN: &[u8] = &nfnl([
     // datagram 1 of 2
     0x28, 0x01, 0x00, 0x00, 0x08, 0x0a, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xf9, 0x47, 0x00, 0x00,  // nlmsghdr: len 296 type 0x0a08 (DELRULE) flags 0x0000 seq 1 pid 18425
     0x01, 0x00, 0x00, 0x09,  // nfgenmsg: family 1 version 0 res_id 9
@@ -747,12 +868,12 @@ pub const NFT_EV_FLUSH_CHAIN: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x09,  // NFTA_GEN_ID = 00000009
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x47, 0xf9,  // NFTA_GEN_PROC_PID = 000047f9
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after `nft add rule inet leash lan_out accept` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_ADD_RULE: &[u8] = &[
+pub const NFT_EV_ADD_RULE: &[u8] = &nfnl([
     // datagram 1 of 2
     0x6c, 0x00, 0x00, 0x00, 0x06, 0x0a, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0xfe, 0x47, 0x00, 0x00,  // nlmsghdr: len 108 type 0x0a06 (NEWRULE) flags 0x0c00 seq 1 pid 18430
     0x01, 0x00, 0x00, 0x0c,  // nfgenmsg: family 1 version 0 res_id 12
@@ -769,12 +890,12 @@ pub const NFT_EV_ADD_RULE: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x0c,  // NFTA_GEN_ID = 0000000c
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x47, 0xfe,  // NFTA_GEN_PROC_PID = 000047fe
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after `nft delete set inet leash block_v4` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_DELETE_SET: &[u8] = &[
+pub const NFT_EV_DELETE_SET: &[u8] = &nfnl([
     // datagram 1 of 2
     0x3c, 0x00, 0x00, 0x00, 0x0b, 0x0a, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x03, 0x48, 0x00, 0x00,  // nlmsghdr: len 60 type 0x0a0b (DELSET) flags 0x0000 seq 1 pid 18435
     0x01, 0x00, 0x00, 0x0f,  // nfgenmsg: family 1 version 0 res_id 15
@@ -787,12 +908,12 @@ pub const NFT_EV_DELETE_SET: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x0f,  // NFTA_GEN_ID = 0000000f
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x48, 0x03,  // NFTA_GEN_PROC_PID = 00004803
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after `nft add element inet leash block_v4 { 02:00:00:00:07:03 . 203.0.113.8 timeout 60s }` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_ADD_ELEMENT: &[u8] = &[
+pub const NFT_EV_ADD_ELEMENT: &[u8] = &nfnl([
     // datagram 1 of 2
     0x64, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x08, 0x48, 0x00, 0x00,  // nlmsghdr: len 100 type 0x0a0c (NEWSETELEM) flags 0x0400 seq 0 pid 18440
     0x01, 0x00, 0x00, 0x12,  // nfgenmsg: family 1 version 0 res_id 18
@@ -808,12 +929,12 @@ pub const NFT_EV_ADD_ELEMENT: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x12,  // NFTA_GEN_ID = 00000012
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x48, 0x08,  // NFTA_GEN_PROC_PID = 00004808
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after `nft flush ruleset` (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_FLUSH_RULESET: &[u8] = &[
+pub const NFT_EV_FLUSH_RULESET: &[u8] = &nfnl([
     // datagram 1 of 2
     0x28, 0x01, 0x00, 0x00, 0x08, 0x0a, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x0d, 0x48, 0x00, 0x00,  // nlmsghdr: len 296 type 0x0a08 (DELRULE) flags 0x0000 seq 1 pid 18445
     0x01, 0x00, 0x00, 0x15,  // nfgenmsg: family 1 version 0 res_id 21
@@ -872,12 +993,12 @@ pub const NFT_EV_FLUSH_RULESET: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x15,  // NFTA_GEN_ID = 00000015
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x48, 0x0d,  // NFTA_GEN_PROC_PID = 0000480d
     0x08, 0x00, 0x03, 0x00, 0x6e, 0x66, 0x74, 0x00,  // NFTA_GEN_PROC_NAME = "nft"
-];
+]);
 
 /// Datagrams received on NFNLGRP_NFTABLES after a raw NFT_MSG_DESTROYTABLE batch for inet leash from a socket of pid 18370 (kernel 6.18.44-fc-v669,
 /// nft v1.0.6) on a table made by `scripts/nft_events_lab.py`.
 #[rustfmt::skip]
-pub const NFT_EV_DESTROY_TABLE: &[u8] = &[
+pub const NFT_EV_DESTROY_TABLE: &[u8] = &nfnl([
     // datagram 1 of 2
     0x28, 0x01, 0x00, 0x00, 0x08, 0x0a, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0f, 0x8d, 0x20, 0xaf,  // nlmsghdr: len 296 type 0x0a08 (DELRULE) flags 0x0000 seq 2 pid 2938146063
     0x01, 0x00, 0x00, 0x17,  // nfgenmsg: family 1 version 0 res_id 23
@@ -926,4 +1047,4 @@ pub const NFT_EV_DESTROY_TABLE: &[u8] = &[
     0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x17,  // NFTA_GEN_ID = 00000017
     0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x47, 0xc2,  // NFTA_GEN_PROC_PID = 000047c2
     0x0c, 0x00, 0x03, 0x00, 0x70, 0x79, 0x74, 0x68, 0x6f, 0x6e, 0x33, 0x00,  // NFTA_GEN_PROC_NAME = "python3"
-];
+]);

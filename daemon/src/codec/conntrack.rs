@@ -557,8 +557,8 @@ mod tests {
         assert_eq!(parse_message(&b), Err(DecodeError::Missing("CTA_TUPLE_ORIG")));
         // The source address attribute given 3 bytes instead of 4.
         let mut b = CT_NEW_TCP4.to_vec();
-        assert_eq!(&b[28..30], &[8, 0]);
-        b[28] = 7;
+        assert_eq!(&b[28..30], &8u16.to_ne_bytes());
+        set_nla_len(&mut b, 28, 7);
         assert!(parse_message(&b).is_err());
     }
 
@@ -605,7 +605,8 @@ mod tests {
     fn unknown_attributes_are_ignored() {
         // Append an attribute with a type no kernel uses yet.
         let mut b = CT_NEW_TCP4.to_vec();
-        b.extend_from_slice(&[8, 0, 0x7f, 0, 1, 2, 3, 4]);
+        b.extend_from_slice(&nla_hdr(8, 0x7f));
+        b.extend_from_slice(&[1, 2, 3, 4]);
         let len = b.len() as u32;
         b[0..4].copy_from_slice(&len.to_ne_bytes());
         assert_eq!(parse_message(&b).unwrap(), parse_message(CT_NEW_TCP4).unwrap());

@@ -282,21 +282,21 @@ mod tests {
         // NFULA_HWADDR with a 4-byte address: no MAC, not an error.
         let mut b = NFLOG_INPUT_AAAA_UDP6.to_vec();
         let at = 20 + 8 + 8 + 8; // PACKET_HDR, PREFIX, INDEV, then HWADDR
-        assert_eq!(&b[at..at + 4], &[0x10, 0x00, 0x08, 0x00]);
+        assert_eq!(&b[at..at + 4], &nla_hdr(0x10, 0x08));
         b[at + 5] = 4;
         assert_eq!(parse_message(&b).unwrap().unwrap().hwaddr, None);
         // The same attribute cut to 8 bytes: a size error.
-        b[at] = 0x0c;
+        set_nla_len(&mut b, at, 0x0c);
         assert!(matches!(parse_message(&b), Err(DecodeError::AttrSize { .. })));
         // A prefix that is not UTF-8 is dropped, the packet kept.
         let mut b = NFLOG_OUTPUT_A_UDP4.to_vec();
-        assert_eq!(&b[28..32], &[0x0e, 0x00, 0x0a, 0x00]);
+        assert_eq!(&b[28..32], &nla_hdr(0x0e, 0x0a));
         b[32] = 0xff;
         let p = parse_message(&b).unwrap().unwrap();
         assert_eq!((p.prefix, p.payload.len()), (None, 82));
         // PACKET_HDR of 3 bytes.
         let mut b = NFLOG_OUTPUT_A_UDP4.to_vec();
-        b[20] = 7;
+        set_nla_len(&mut b, 20, 7);
         assert!(parse_message(&b).is_err());
     }
 

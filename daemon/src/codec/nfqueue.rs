@@ -291,8 +291,8 @@ mod tests {
         assert!(matches!(parse_message(&b), Err(DecodeError::Missing(_))));
         // A packet header of 8 bytes (padding counted in): a size error.
         let mut b = NFQUEUE_OUTPUT_A_UDP4.to_vec();
-        assert_eq!(&b[20..24], &[0x0b, 0x00, 0x01, 0x00]);
-        b[20] = 0x0c;
+        assert_eq!(&b[20..24], &nla_hdr(0x0b, 0x01));
+        set_nla_len(&mut b, 20, 0x0c);
         assert!(matches!(parse_message(&b), Err(DecodeError::AttrSize { want: 7, .. })));
         // An ifindex of 2 bytes.
         let b = synthetic(|w| {
@@ -302,8 +302,8 @@ mod tests {
         assert!(parse_message(&b).is_err());
         // A payload attribute running past the message.
         let mut b = NFQUEUE_OUTPUT_A_UDP4.to_vec();
-        assert_eq!(&b[40..44], &[0x56, 0x00, 0x0a, 0x00]);
-        b[40] = 0xff;
+        assert_eq!(&b[40..44], &nla_hdr(0x56, 0x0a));
+        set_nla_len(&mut b, 40, 0xff);
         assert!(matches!(parse_message(&b), Err(DecodeError::Truncated { .. })));
     }
 

@@ -343,7 +343,7 @@ mod tests {
         let first = Messages::new(NFT_EV_FLUSH_RULESET).map(Result::unwrap).find(|m| Msg::parse(m).unwrap().nfnl_msg() == NFT_MSG_DELTABLE).unwrap();
         // As a GETTABLE reply: same attributes, type NEWTABLE.
         let mut reply = first.to_vec();
-        reply[4] = NFT_MSG_NEWTABLE;
+        reply[4..6].copy_from_slice(&nft_type(NFT_MSG_NEWTABLE).to_ne_bytes());
         let t = parse_table(&reply).unwrap();
         assert_eq!((t.name.as_str(), t.flags, t.used, t.dormant()), ("leash", 0, 0, false));
         assert!(parse_table(first).is_err(), "a DELTABLE is not a reply");

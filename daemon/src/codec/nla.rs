@@ -527,6 +527,8 @@ pub(crate) mod tests {
         assert_eq!(&buf[16..20], &[0, 0, 0, 10]);
     }
 
+    use crate::codec::captured::nla_hdr;
+
     #[test]
     fn error_and_done_messages() {
         // An NLMSG_ERROR with errno -ENOENT, capped echo, and an
@@ -535,7 +537,7 @@ pub(crate) mod tests {
         let mut payload = Vec::new();
         payload.extend_from_slice(&(-2i32).to_ne_bytes());
         NlMsgHdr { len: 84, ty: 0x0a0e, flags: 5, seq: 9, pid: 0 }.emit(&mut payload);
-        payload.extend_from_slice(&[12, 0, 1, 0]);
+        payload.extend_from_slice(&nla_hdr(12, 1));
         payload.extend_from_slice(b"no such\0");
         let e = parse_error(NLM_F_CAPPED | NLM_F_ACK_TLVS, &payload).unwrap();
         assert_eq!(e.errno, 2);
@@ -560,18 +562,20 @@ pub(crate) mod tests {
     #[test]
     fn hostile_attributes_are_errors() {
         // Header cut short.
-        assert!(matches!(Attrs::new(&[8, 0]).next(), Some(Err(DecodeError::Truncated { .. }))));
+        assert!(matches!(Attrs::new(&8u16.to_ne_bytes()).next(), Some(Err(DecodeError::Truncated { .. }))));
         // Zero length: would loop forever if accepted.
-        let mut it = Attrs::new(&[0, 0, 1, 0, 0, 0, 0, 0]);
+        let zero = [&nla_hdr(0, 1)[..], &[0; 4]].concat();
+        let mut it = Attrs::new(&zero);
         assert!(matches!(it.next(), Some(Err(DecodeError::BadLength { .. }))));
         assert!(it.next().is_none());
         // Length past the end.
         assert!(matches!(
-            Attrs::new(&[200, 0, 1, 0, 1, 2, 3, 4]).next(),
+            Attrs::new(&[&nla_hdr(200, 1)[..], &[1, 2, 3, 4]].concat()).next(),
             Some(Err(DecodeError::Truncated { .. }))
         ));
         // Misaligned final attribute without padding is accepted.
-        let a: Vec<_> = Attrs::new(&[5, 0, 1, 0, 9]).collect::<Result<_, _>>().unwrap();
+        let one = [&nla_hdr(5, 1)[..], &[9]].concat();
+        let a: Vec<_> = Attrs::new(&one).collect::<Result<_, _>>().unwrap();
         assert_eq!(a[0].u8().unwrap(), 9);
         // Wrong size for the requested type.
         assert!(matches!(a[0].u32_be(), Err(DecodeError::AttrSize { want: 4, .. })));

@@ -430,7 +430,7 @@ mod tests {
 
     #[test]
     fn other_messages_are_none() {
-        let mut b = RT_NEWNEIGH4.to_vec();
+        let mut b = if LE { RT_NEWNEIGH4.to_vec() } else { built(RTM_NEWNEIGH, &ndmsg(2, 3, NUD_PERMANENT), &[]) };
         b[4..6].copy_from_slice(&24u16.to_ne_bytes()); // RTM_NEWROUTE
         assert_eq!(parse_message(&b).unwrap(), None);
         b[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());

@@ -28,11 +28,12 @@ pub mod socket;
 mod tests;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
 use crate::codec::dns::{self, DnsAnswer};
+use crate::counter::Counter;
 use crate::engine::{BypassAttempt, Flow, FlowCounters};
 use crate::codec::conntrack::{self, CtEvent, CtKind};
 use crate::codec::nft_events::{self, NftEvent, TableInfo, NFNLGRP_NFTABLES};
@@ -127,8 +128,8 @@ struct DnsQueue {
     /// Packet messages that arrived during a bind: the next read hands
     /// them out before reading the socket.
     early: std::sync::Mutex<Vec<Vec<u8>>>,
-    refused: AtomicU64,
-    overruns: AtomicU64,
+    refused: Counter,
+    overruns: Counter,
 }
 
 /// A DNS answer held in the queue: its id (for the verdict), what it says, and the packet.
@@ -293,7 +294,7 @@ impl Kernel {
             Some(q) => q,
             None => {
                 let sock = NlSocket::open(libc::NETLINK_NETFILTER, &[], DNS_QUEUE_RCVBUF).context("opening the DNS queue socket")?;
-                DnsQueue { sock, queues: Vec::new(), early: Default::default(), refused: AtomicU64::new(0), overruns: AtomicU64::new(0) }
+                DnsQueue { sock, queues: Vec::new(), early: Default::default(), refused: Counter::default(), overruns: Counter::default() }
             }
         };
         let q = self.dns_queue.insert(q);
@@ -376,8 +377,8 @@ impl Kernel {
     /// Refused verdicts and overruns on the queue socket so far.
     pub fn dns_queue_stats(&self) -> QueueStats {
         self.dns_queue.as_ref().map_or_else(QueueStats::default, |q| QueueStats {
-            refused_verdicts: q.refused.load(Ordering::Relaxed),
-            overruns: q.overruns.load(Ordering::Relaxed),
+            refused_verdicts: q.refused.get(),
+            overruns: q.overruns.get(),
         })
     }
 
@@ -589,7 +590,7 @@ impl DnsQueue {
     }
 
     fn overrun(&self) {
-        self.overruns.fetch_add(1, Ordering::Relaxed);
+        self.overruns.bump();
         tracing::warn!("DNS queue socket overran: the kernel let answers pass unheld (fail-open)");
     }
 
@@ -611,7 +612,7 @@ impl DnsQueue {
                 match nla::parse_error(m.hdr.flags, m.payload) {
                     Ok(e) if e.errno == 0 => {}
                     Ok(e) => {
-                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        self.refused.bump();
                         // The seq of a verdict is the packet's id.
                         tracing::warn!(id = e.orig.seq, errno = e.errno, error = %std::io::Error::from_raw_os_error(e.errno), "the kernel refused a DNS queue verdict");
                     }

@@ -156,10 +156,10 @@ impl Notify {
         if let Some(m) = &self.mqtt {
             let s = &m.shared;
             o.insert("notify_mqtt_connected".into(), s.connected.load(Ordering::Relaxed).into());
-            o.insert("notify_mqtt_connects".into(), s.connects.load(Ordering::Relaxed).into());
-            o.insert("notify_mqtt_published".into(), s.published.load(Ordering::Relaxed).into());
-            o.insert("notify_mqtt_dropped".into(), s.dropped.load(Ordering::Relaxed).into());
-            o.insert("notify_mqtt_commands".into(), s.commands.load(Ordering::Relaxed).into());
+            o.insert("notify_mqtt_connects".into(), s.connects.get().into());
+            o.insert("notify_mqtt_published".into(), s.published.get().into());
+            o.insert("notify_mqtt_dropped".into(), s.dropped.get().into());
+            o.insert("notify_mqtt_commands".into(), s.commands.get().into());
         }
         let (c, running, queued) = self.exec.counters();
         o.insert("notify_exec_sent".into(), c.sent.into());

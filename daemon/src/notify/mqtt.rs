@@ -3,7 +3,7 @@
 //! non-blocking `try_publish` into a bounded request queue (a full queue
 //! drops the message, counted) and reads commands from a bounded channel.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::ha::{self, Topics};
 use crate::config::MqttConfig;
+use crate::counter::Counter;
 
 /// Messages waiting for the broker, at most (while it is down, too).
 pub const MAX_QUEUED: usize = 256;
@@ -23,10 +24,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Shared {
     pub connected: AtomicBool,
-    pub connects: AtomicU64,
-    pub published: AtomicU64,
-    pub dropped: AtomicU64,
-    pub commands: AtomicU64,
+    pub connects: Counter,
+    pub published: Counter,
+    pub dropped: Counter,
+    pub commands: Counter,
     /// Set at each connect: the daemon republishes discovery and states.
     pub announce: AtomicBool,
 }
@@ -64,12 +65,12 @@ impl Mqtt {
     /// Queues one message; never waits. A full queue drops it (counted).
     pub fn publish(&self, topic: String, payload: String, retain: bool) {
         if self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload).is_err() {
-            let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.shared.dropped.bump();
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n, "MQTT queue full (broker unreachable?); dropped a message");
             }
         } else {
-            self.shared.published.fetch_add(1, Ordering::Relaxed);
+            self.shared.published.bump();
         }
     }
 }
@@ -88,7 +89,7 @@ async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.connected();
                 shared.connected.store(true, Ordering::Relaxed);
-                let n = shared.connects.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = shared.connects.bump();
                 tracing::info!(connects = n, "connected to the MQTT broker");
                 let _ = client.try_publish(topics.availability(), QoS::AtLeastOnce, true, "online");
                 if accept_commands {
@@ -103,7 +104,7 @@ async fn drive(
                 }
                 match ha::parse_command(&p.payload) {
                     Some(c) => {
-                        shared.commands.fetch_add(1, Ordering::Relaxed);
+                        shared.commands.bump();
                         if commands.try_send((c, mac.to_string())).is_err() {
                             tracing::warn!(%mac, "MQTT command dropped: the daemon has too many waiting");
                         }
@@ -138,8 +139,8 @@ mod tests {
         for i in 0..MAX_QUEUED + 10 {
             m.publish(m.topics.alert(), format!("{{\"n\":{i}}}"), false);
         }
-        assert_eq!(m.shared.published.load(Ordering::Relaxed), MAX_QUEUED as u64);
-        assert_eq!(m.shared.dropped.load(Ordering::Relaxed), 10);
+        assert_eq!(m.shared.published.get(), MAX_QUEUED as u64);
+        assert_eq!(m.shared.dropped.get(), 10);
         assert!(!m.shared.connected.load(Ordering::Relaxed));
     }
 }
