@@ -68,11 +68,9 @@ impl Daemon {
     pub(super) async fn bind_queue(&mut self, queue: u16) {
         match self.kernel.bind_dns_queue(queue).await {
             Ok(()) => {
-                self.held_bound = true;
                 tracing::info!(queue, "holding DNS answers until they are judged");
             }
             Err(e) => {
-                self.held_bound = false;
                 tracing::error!(error = %e, queue, "cannot read the DNS answer queue");
                 self.syslog.send(Severity::Err, &format!("cannot hold DNS answers in NFQUEUE {queue}: {e:#}"));
                 if let DnsPath::Hold { .. } = self.dns_path {
@@ -200,7 +198,7 @@ impl Daemon {
     /// At a stop: every answer still queued passes as it is (the kernel
     /// would drop them when the socket closes), until the queue is empty.
     pub(super) fn release_all_held(&mut self) {
-        if !self.held_bound {
+        if !self.kernel.dns_queue_bound() {
             return;
         }
         let queue = self.engine.policy().config.daemon.dns_queue;
@@ -219,7 +217,6 @@ impl Daemon {
         // At once: what comes now passes unheld instead of being dropped
         // with the socket later, while the table is cleaned up.
         self.kernel.close_dns_queue();
-        self.held_bound = false;
         tracing::debug!(released, "released the held DNS answers at stop");
     }
 }

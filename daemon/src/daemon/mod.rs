@@ -115,8 +115,6 @@ struct Daemon {
     /// How DNS answers reach leash: decided at start (`dns_hold`, and
     /// whether this kernel has nft `queue`), kept until restart.
     dns_path: nft::DnsPath,
-    /// The NFQUEUE of held answers is bound (`dns_hold`).
-    held_bound: bool,
     vendors: crate::names::vendor::Vendors,
     /// When byte counters were last read from a dump (for upload_alert).
     counters_read: u64,
@@ -216,7 +214,7 @@ pub async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // any change to the table from now on is seen.
     let watch = Watch::new(&daemon_cfg.nft_table, kernel.nft_port());
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), held_bound: false, counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new(), ct_buffer };
+    let mut d = Daemon { engine, kernel, syslog, store, journal, sweep: Vec::new(), config_path, pending: Waiting::default(), lookups: Lookups::default(), clock: std::time::Instant::now(), resync: None, leases_mtime: None, timing: EnforceTiming::default(), dns_bound: false, dns_path: hold::initial_dns_path(&daemon_cfg), counters_read: 0, vendors: crate::names::vendor::Vendors::new(), watch, schedule: Default::default(), fetch_client: None, fetched, recent: crate::alert::Recent::new(crate::alert::RECENT_LINES), notify: crate::notify::Notify::new(), ct_buffer };
     d.start_subscriptions();
     // One transaction: the quarantines and the persisted blocks (with their
     // remaining timeouts) are in force from the table's first packet.
@@ -281,7 +279,7 @@ impl Daemon {
             let now = std::time::Instant::now;
             let heal_at = self.watch.due().map(tokio::time::Instant::from_std);
             let (arm, began) = tokio::select! {
-                r = self.kernel.read_held(&mut held_buf), if self.held_bound => {
+                r = self.kernel.read_held(&mut held_buf), if self.kernel.dns_queue_bound() => {
                     let t = now();
                     self.on_held(r, &mut held_buf).await;
                     ("dns-held", t)
