@@ -21,6 +21,11 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
+# NFQUEUE rules in the lab (this kernel has only the xtables target): held
+# DNS answers (tests/tests/hold.rs, the kernel tests) and the WAN delay.
+command -v iptables-nft >/dev/null || need+=(iptables)
+# The daemon under the package's capabilities (tests/tests/lifecycle.rs).
+command -v setpriv >/dev/null || need+=(util-linux)
 # Lists by URL are fetched with the router's client; on Debian, curl (tests/tests/lists.rs).
 command -v curl >/dev/null || need+=(curl)
 # The MQTT notifier's broker and clients (tests/tests/notify.rs).
