@@ -9,6 +9,9 @@ export LEASH_LAB_REGISTRY
 LEASH_LAB_REGISTRY=$(mktemp /tmp/leash-lab-registry.XXXXXX)
 cleanup() {
     local ns pid id
+    # Gone already (someone cleaned /tmp): nothing of ours to remove, and
+    # the run's own status must stand.
+    [ -f "$LEASH_LAB_REGISTRY" ] || return 0
     while read -r ns; do
         if [ -z "$ns" ] || [ ! -e "/run/netns/$ns" ]; then continue; fi
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
