@@ -139,7 +139,10 @@ impl Daemon {
         // sent it: no race to lose.
         self.kernel.look_up_flows(&mut answers).await;
         let t_lookup = began.elapsed().as_micros() as u64;
-        let facts: Vec<_> = answers.iter().map(|(a, p)| (a.client, a.qname.clone(), a.records.clone(), self.engine.vouch(a, p))).collect();
+        // What dns_filter reads after judging consumed the answers: copied
+        // only when some profile filters (the copy is per answer).
+        let filters = self.engine.policy().config.profiles.values().any(|p| p.dns_filter == crate::config::DnsFilter::Nxdomain);
+        let facts: Vec<_> = if filters { answers.iter().map(|(a, p)| (a.client, a.qname.clone(), a.records.clone(), self.engine.vouch(a, p))).collect() } else { Vec::new() };
         let mut fx = Vec::new();
         let unknown = self.take_answers(answers, bad, &mut fx);
         if !unknown.is_empty() {
@@ -150,7 +153,7 @@ impl Daemon {
         let mut filtered = Vec::new();
         for r in out {
             let judged = r.answer.and_then(|i| {
-                let (client, qname, records, via) = &facts[i];
+                let (client, qname, records, via) = facts.get(i)?;
                 self.engine.dns_filter(*client, qname, records, (*via)?, now).map(|j| (*client, j))
             });
             let replacement = match judged {
