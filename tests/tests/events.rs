@@ -30,7 +30,12 @@ fn an_overrun_is_counted_and_followed_by_a_resync() {
             writeln!(f, "-I -s {} -d {dst} -p tcp --sport {} --dport 443 --state ESTABLISHED -t 600", ip4(1), 1024 + i / 250).unwrap();
         }
     }
+    // Frozen while the burst goes in, so the overrun does not depend on how
+    // fast leash drains: a 128 KiB buffer holds well under a thousand events.
+    // (Before, a daemon fast enough kept up with the burst and the test failed.)
+    let frozen = Frozen::new(lab.daemon_pid().expect("daemon running"));
     let out = r.try_exec(&["conntrack", "-R", file.to_str().unwrap()]);
+    drop(frozen);
     assert!(out.status.success(), "conntrack -R: {}", String::from_utf8_lossy(&out.stderr));
 
     let counters = || lab.leash_json(&["status"])["counters"].clone();
@@ -53,4 +58,22 @@ fn an_overrun_is_counted_and_followed_by_a_resync() {
     // hold the whole burst; the flows inserted after it come as events.)
     let seen = c["ct_new_events"].as_u64().unwrap_or(0) + c["ct_dumped"].as_u64().unwrap_or(0);
     assert!(seen >= FLOWS as u64, "events and resync dumps together saw every flow: {c}");
+}
+
+/// SIGSTOP on creation, SIGCONT on drop (a failing assertion included), so a
+/// test never leaves the daemon stopped for its clean-up to hang on.
+struct Frozen(nix::unistd::Pid);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
 }
