@@ -225,30 +225,28 @@ mod tests {
         let reqs = bind_requests(5335, 100, NFULNL_CFG_F_CONNTRACK);
         assert_eq!(reqs.len(), 3);
         #[rustfmt::skip]
-        let bind: &[u8] = &[
+        let bind: &[u8] = &nfnl([
             0x1c, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 100, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 type ULOG<<8|CONFIG flags REQUEST|ACK seq 100
             0x00, 0x00, 0x14, 0xd7,  // nfgenmsg: AF_UNSPEC, version 0, res_id = group 5335 big-endian
             0x05, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00,  // NFULA_CFG_CMD = BIND
-        ];
+        ]);
         #[rustfmt::skip]
-        let mode: &[u8] = &[
+        let mode: &[u8] = &nfnl([
             0x28, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 101, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 40 seq 101
             0x00, 0x00, 0x14, 0xd7,  // nfgenmsg
             0x0a, 0x00, 0x02, 0x00, 0x00, 0x00, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00,  // NFULA_CFG_MODE: range 0xffff, COPY_PACKET, pad
             0x08, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x01,  // NFULA_CFG_QTHRESH = 1
-        ];
+        ]);
         #[rustfmt::skip]
-        let flags: &[u8] = &[
+        let flags: &[u8] = &nfnl([
             0x1c, 0, 0, 0, 0x01, 0x04, 0x05, 0x00, 102, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 28 seq 102
             0x00, 0x00, 0x14, 0xd7,  // nfgenmsg
             0x06, 0x00, 0x06, 0x00, 0x00, 0x02, 0x00, 0x00,  // NFULA_CFG_FLAGS = CONNTRACK (big-endian)
-        ];
-        // Netlink headers are in host order: these bytes are little-endian.
-        if cfg!(target_endian = "little") {
-            assert_eq!(reqs[0], bind);
-            assert_eq!(reqs[1], mode);
-            assert_eq!(reqs[2], flags);
-        }
+        ]);
+        // Captured little-endian; nfnl puts the netlink headers in host order.
+        assert_eq!(reqs[0], bind);
+        assert_eq!(reqs[1], mode);
+        assert_eq!(reqs[2], flags);
         for (i, r) in reqs.iter().enumerate() {
             let m = Msg::parse(r).unwrap();
             assert_eq!(m.hdr.seq, 100 + i as u32);

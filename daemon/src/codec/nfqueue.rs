@@ -326,25 +326,23 @@ mod tests {
         assert_eq!(reqs.len(), 2);
         #[rustfmt::skip]
         let want: [&[u8]; 2] = [
-            &[
+            &nfnl([
                 0x30, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 100, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 48 type QUEUE<<8|CONFIG flags REQUEST|ACK seq 100
                 0x00, 0x00, 0x14, 0xd8,  // nfgenmsg: AF_UNSPEC, version 0, res_id = queue 5336 big-endian
                 0x08, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00,  // NFQA_CFG_CMD: BIND, pad, pf 0
                 0x09, 0x00, 0x02, 0x00, 0x00, 0x00, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00,  // NFQA_CFG_PARAMS: range 0xffff, COPY_PACKET, padding
                 0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x04, 0x00,  // NFQA_CFG_QUEUE_MAXLEN = 1024 (big-endian)
-            ],
-            &[
+            ]),
+            &nfnl([
                 0x24, 0, 0, 0, 0x02, 0x03, 0x05, 0x00, 101, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 36 seq 101
                 0x00, 0x00, 0x14, 0xd8,
                 0x08, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x03,  // NFQA_CFG_FLAGS = FAIL_OPEN|CONNTRACK
                 0x08, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03,  // NFQA_CFG_MASK = the same two
-            ],
+            ]),
         ];
-        // Netlink headers are in host order: these bytes are little-endian.
-        if cfg!(target_endian = "little") {
-            for (got, want) in reqs.iter().zip(want) {
-                assert_eq!(got, want);
-            }
+        // Captured little-endian; nfnl puts the netlink headers in host order.
+        for (got, want) in reqs.iter().zip(want) {
+            assert_eq!(got, want);
         }
         for (i, r) in reqs.iter().enumerate() {
             let m = Msg::parse(r).unwrap();
@@ -367,15 +365,13 @@ mod tests {
     #[test]
     fn verdict_bytes() {
         #[rustfmt::skip]
-        let accept: &[u8] = &[
+        let accept: &[u8] = &nfnl([
             0x20, 0, 0, 0, 0x01, 0x03, 0x01, 0x00, 9, 0, 0, 0, 0, 0, 0, 0,  // nlmsghdr: len 32 type QUEUE<<8|VERDICT flags REQUEST (no ack) seq 9
             0x00, 0x00, 0x14, 0xd8,  // nfgenmsg: AF_UNSPEC, res_id = queue 5336
             0x0c, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x02, 0x03, 0x04,  // NFQA_VERDICT_HDR: NF_ACCEPT, id 0x01020304
-        ];
+        ]);
         let got = verdict_message(5336, 0x0102_0304, NF_ACCEPT, None, 9);
-        if cfg!(target_endian = "little") {
-            assert_eq!(got, accept);
-        }
+        assert_eq!(got, accept);
         // With a replacement: the payload attribute follows, padded.
         let got = verdict_message(5336, 7, NF_ACCEPT, Some(&[0x45, 1, 2, 3, 4]), 10);
         let m = Msg::parse(&got).unwrap();
