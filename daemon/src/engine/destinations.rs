@@ -83,50 +83,22 @@ impl Default for Destinations {
 
 impl Destinations {
     pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
-        // One lookup per table for a known record; a new one is added as
-        // the device's most recent.
-        let known = self.map.get_mut(&mac).is_some_and(|d| d.touch(&addr));
-        if !known {
-            self.add(mac, addr, verdict, rule, now);
-        }
-        self.order.insert(mac, ());
-        let Some(rec) = self.map.get_mut(&mac).and_then(|d| d.get_mut(&addr)) else { return };
-        for (i, n) in seen.names.iter().enumerate() {
-            let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
-            match rec.names.iter().position(|have| have == n) {
-                Some(at) => rec.resolvers[at] = via,
-                None => {
-                    if rec.names.len() >= NAMES_KEPT {
-                        rec.names.remove(0);
-                        rec.resolvers.remove(0);
-                    }
-                    rec.names.push(n.clone());
-                    rec.resolvers.push(via);
+        // A new record needs room: in the device's own records when it is
+        // at its cap (the put evicts), else in the least recently active
+        // device's. Only a full table looks first.
+        if self.total >= MAX_TOTAL {
+            let dev = self.map.get(&mac);
+            let room_here = dev.is_some_and(|d| d.contains_key(&addr) || d.len() >= MAX_PER_DEVICE);
+            if !room_here {
+                if let Some(victim) = self.order.oldest().map(|(m, _)| *m) {
+                    self.evict_from(victim);
                 }
             }
         }
-        if let Some(cc) = seen.country {
-            rec.country = Some(String::from_utf8_lossy(&cc).into_owned());
-        }
-        rec.asn = seen.asn.or(rec.asn);
-        rec.last_seen = rec.last_seen.max(now);
-        rec.verdict = verdict;
-        if rec.rule != *rule {
-            rec.rule = rule.clone();
-        }
-        rec.flows += u64::from(flow);
-    }
-
-    /// A new record: room is made first, in the device's own records when
-    /// it is at its cap, else in the least recently active device's.
-    fn add(&mut self, mac: Mac, addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) {
-        let per_device_full = self.map.get(&mac).is_some_and(|d| d.len() >= MAX_PER_DEVICE);
-        if !per_device_full && self.total >= MAX_TOTAL {
-            if let Some(victim) = self.order.oldest().map(|(m, _)| *m) {
-                self.evict_from(victim);
-            }
-        }
-        let rec = DestRecord {
+        // Then one lookup of the device and one of the address, a record
+        // known or new (made the device's most recent).
+        let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
+        let (put, rec) = dev.touch_or_put(addr, || DestRecord {
             addr,
             names: Vec::new(),
             resolvers: Vec::new(),
@@ -142,13 +114,16 @@ impl Destinations {
             window_start: now,
             window_up: 0,
             window_alerted: false,
-        };
-        let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
-        match dev.put(addr, rec) {
+        });
+        if let Some(rec) = rec {
+            update(rec, seen, verdict, rule, flow, now);
+        }
+        match put {
             Put::Added => self.total += 1,
             Put::Evicted => self.evicted_one(),
             Put::Replaced | Put::Refused => {}
         }
+        self.order.insert(mac, ());
     }
 
     fn evict_from(&mut self, mac: Mac) {
@@ -218,6 +193,34 @@ impl Destinations {
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
+}
+
+/// What a judged flow or answer adds to its destination's record.
+fn update(rec: &mut DestRecord, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
+    for (i, n) in seen.names.iter().enumerate() {
+        let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
+        match rec.names.iter().position(|have| have == n) {
+            Some(at) => rec.resolvers[at] = via,
+            None => {
+                if rec.names.len() >= NAMES_KEPT {
+                    rec.names.remove(0);
+                    rec.resolvers.remove(0);
+                }
+                rec.names.push(n.clone());
+                rec.resolvers.push(via);
+            }
+        }
+    }
+    if let Some(cc) = seen.country {
+        rec.country = Some(String::from_utf8_lossy(&cc).into_owned());
+    }
+    rec.asn = seen.asn.or(rec.asn);
+    rec.last_seen = rec.last_seen.max(now);
+    rec.verdict = verdict;
+    if rec.rule != *rule {
+        rec.rule = rule.clone();
+    }
+    rec.flows += u64::from(flow);
 }
 
 #[cfg(test)]
