@@ -50,6 +50,26 @@ impl fmt::Display for Rule {
     }
 }
 
+impl Rule {
+    /// Appends what `Display` writes; by hand but for a consent, since
+    /// alert lines name a rule each.
+    pub fn push_to(&self, s: &mut String) {
+        match self {
+            Rule::Consent(_) => {
+                use std::fmt::Write;
+                let _ = write!(s, "{self}");
+            }
+            Rule::List(l) => {
+                s.push_str("list:");
+                s.push_str(l);
+            }
+            Rule::Unlisted => s.push_str("unlisted"),
+            Rule::Manual => s.push_str("manual"),
+            Rule::DnsBypass => s.push_str("dns_bypass"),
+        }
+    }
+}
+
 impl std::str::FromStr for Rule {
     type Err = crate::policy::selector::BadSelector;
 
