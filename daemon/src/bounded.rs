@@ -203,11 +203,13 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         put
     }
 
-    /// The value of `k`, made the most recent; or, when absent, `make`'s
-    /// put in its place as `put` would: one lookup of `k` either way.
-    /// `Put::Replaced` here means found (kept, `make` not called); the
-    /// value is `None` only when `Refused`.
-    pub fn touch_or_put(&mut self, k: K, make: impl FnOnce() -> V) -> (Put, Option<&mut V>) {
+    /// The value of `k`, made the most recent; or, when absent, a new one
+    /// put in its place as `put` would: one lookup of `k` either way. The
+    /// new value is `make`'s, or when full the evicted one turned into it
+    /// by `renew` (no value built and moved, its allocations kept).
+    /// `Put::Replaced` here means found (kept, neither called); the value
+    /// is `None` only when `Refused`.
+    pub fn touch_or_put(&mut self, k: K, make: impl FnOnce() -> V, renew: impl FnOnce(&mut V)) -> (Put, Option<&mut V>) {
         use std::collections::hash_map::Entry;
         let full = self.index.len() >= self.cap;
         // The slot a new entry takes, known before the lookup so that the
@@ -227,21 +229,25 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
             Entry::Vacant(e) => {
                 let k = e.key().clone();
                 e.insert(i);
-                let entry = Some((k, make()));
                 if put == Put::Evicted {
                     self.unlink(i);
-                    if let Some((old, _)) = std::mem::replace(&mut self.slots[i as usize].entry, entry) {
-                        self.index.remove(&old);
+                    match &mut self.slots[i as usize].entry {
+                        Some((old, v)) => {
+                            let old = std::mem::replace(old, k);
+                            renew(v);
+                            self.index.remove(&old);
+                        }
+                        e => *e = Some((k, make())),
                     }
                 } else if self.free == i {
                     self.free = self.slots[i as usize].next;
-                    self.slots[i as usize].entry = entry;
+                    self.slots[i as usize].entry = Some((k, make()));
                 } else {
                     let len = self.slots.len();
                     if len == self.slots.capacity() {
                         self.slots.reserve_exact(len.clamp(1, self.cap - len));
                     }
-                    self.slots.push(Slot { entry, prev: NIL, next: NIL, pinned: false });
+                    self.slots.push(Slot { entry: Some((k, make())), prev: NIL, next: NIL, pinned: false });
                 }
                 self.slots[i as usize].pinned = false;
                 self.push_back(i);
@@ -496,7 +502,7 @@ mod tests {
                 1 => assert_eq!(a.pin(&k, x & 8 == 0), b.pin(&k, x & 8 == 0)),
                 _ => {
                     let want = if a.touch(&k) { Put::Replaced } else { a.put(k, step) };
-                    let (got, v) = b.touch_or_put(k, || step);
+                    let (got, v) = b.touch_or_put(k, || step, |v| *v = step);
                     assert_eq!(got, want, "step {step}");
                     assert_eq!(v.is_none(), got == Put::Refused);
                     if let Some(v) = v {

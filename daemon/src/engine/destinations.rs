@@ -48,6 +48,42 @@ pub struct DestRecord {
     window_alerted: bool,
 }
 
+impl DestRecord {
+    fn new(addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) -> DestRecord {
+        DestRecord {
+            addr,
+            names: Vec::new(),
+            resolvers: Vec::new(),
+            country: None,
+            asn: None,
+            first_seen: now,
+            last_seen: now,
+            flows: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            verdict,
+            rule: rule.clone(),
+            window_start: now,
+            window_up: 0,
+            window_alerted: false,
+        }
+    }
+
+    /// Makes an evicted record what `new` would, in place: a full device
+    /// evicts one on every new destination.
+    fn reset(&mut self, addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) {
+        self.addr = addr;
+        self.names.clear();
+        self.resolvers.clear();
+        self.country = None;
+        self.asn = None;
+        (self.first_seen, self.last_seen, self.flows, self.bytes_up, self.bytes_down) = (now, now, 0, 0, 0);
+        self.verdict = verdict;
+        self.rule.clone_from(rule);
+        (self.window_start, self.window_up, self.window_alerted) = (now, 0, false);
+    }
+}
+
 /// What a judged flow or answer tells about a destination.
 #[derive(Debug, Clone, Default)]
 pub struct Seen<'a> {
@@ -98,23 +134,7 @@ impl Destinations {
         // Then one lookup of the device and one of the address, a record
         // known or new (made the device's most recent).
         let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
-        let (put, rec) = dev.touch_or_put(addr, || DestRecord {
-            addr,
-            names: Vec::new(),
-            resolvers: Vec::new(),
-            country: None,
-            asn: None,
-            first_seen: now,
-            last_seen: now,
-            flows: 0,
-            bytes_up: 0,
-            bytes_down: 0,
-            verdict,
-            rule: rule.clone(),
-            window_start: now,
-            window_up: 0,
-            window_alerted: false,
-        });
+        let (put, rec) = dev.touch_or_put(addr, || DestRecord::new(addr, verdict, rule, now), |r| r.reset(addr, verdict, rule, now));
         if let Some(rec) = rec {
             update(rec, seen, verdict, rule, flow, now);
         }
@@ -245,6 +265,17 @@ mod tests {
         assert_eq!(r.names, names);
         assert_eq!((r.country.as_deref(), r.asn), (Some("CN"), Some(4808)));
         assert_eq!(d.add_bytes(M, ip("192.0.2.1"), 1, 1, 21, 3600, None), None, "unknown destination: ignored");
+    }
+
+    #[test]
+    fn a_reset_record_is_a_new_one() {
+        let mut d = Destinations::default();
+        let names = vec!["a.example".to_string()];
+        d.record(M, ip("203.0.113.7"), &Seen { names: &names, via: &[Resolver::Router], country: Some(*b"CN"), asn: Some(4808) }, Verdict::Block, &Rule::List("x".into()), true, 10);
+        d.add_bytes(M, ip("203.0.113.7"), 100, 2000, 21, 3600, Some(1));
+        let mut r = d.of(M)[0].clone();
+        r.reset(ip("192.0.2.1"), Verdict::Allow, &Rule::Unlisted, 30);
+        assert_eq!(format!("{r:?}"), format!("{:?}", DestRecord::new(ip("192.0.2.1"), Verdict::Allow, &Rule::Unlisted, 30)));
     }
 
     #[test]
