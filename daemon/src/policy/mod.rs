@@ -112,19 +112,29 @@ pub struct Policy {
 }
 
 /// Each configured device's profile resolved once, when the policy is
-/// built, not by name on every flow; with its name shared for judgements.
+/// built, not by name on every flow.
 #[derive(Debug)]
 struct Profiles {
     /// Same order as `config.devices` (a few; each holds its own copy).
-    devices: Vec<(Profile, Arc<str>)>,
-    default: (Profile, Arc<str>),
+    devices: Vec<Resolved>,
+    default: Resolved,
+}
+
+#[derive(Debug)]
+struct Resolved {
+    profile: Profile,
+    /// Shared with judgements.
+    name: Arc<str>,
+    /// Its deny lists that are loaded, in the profile's order.
+    deny: Vec<(String, Arc<LoadedList>)>,
 }
 
 impl Profiles {
-    fn resolve(config: &Config) -> Profiles {
+    fn resolve(config: &Config, lists: &BTreeMap<String, Arc<LoadedList>>) -> Profiles {
         let by_name = |name: &str| {
             let p = config.profiles.get(name).or_else(|| config.profiles.get(&config.defaults.profile)).unwrap_or(&IMPLICIT_PROFILE);
-            (p.clone(), Arc::from(p.name.as_str()))
+            let deny = p.deny.iter().filter_map(|n| Some((n.clone(), Arc::clone(lists.get(n)?)))).collect();
+            Resolved { profile: p.clone(), name: Arc::from(p.name.as_str()), deny }
         };
         let default = &config.defaults.profile;
         Profiles {
@@ -137,7 +147,7 @@ impl Profiles {
 impl Policy {
     pub fn new<L: Into<Arc<LoadedList>>>(config: Config, lists: BTreeMap<String, L>) -> Policy {
         let lists = lists.into_iter().map(|(n, l)| (n, l.into())).collect();
-        let profiles = Profiles::resolve(&config);
+        let profiles = Profiles::resolve(&config, &lists);
         Policy { config, lists, geo: Arc::new(GeoIp::none()), profiles }
     }
 
@@ -154,7 +164,7 @@ impl Policy {
         }
         let mut lists = self.lists.clone();
         lists.insert(list.name.clone(), Arc::new(list));
-        let profiles = Profiles::resolve(&self.config);
+        let profiles = Profiles::resolve(&self.config, &lists);
         Some(Policy { config: self.config.clone(), lists, geo: Arc::clone(&self.geo), profiles })
     }
 
@@ -164,22 +174,23 @@ impl Policy {
 
     /// The device's configuration (if any) and its profile, with the
     /// profile's name: one search of the configured devices.
-    fn device(&self, mac: Mac) -> (Option<&crate::config::DeviceConfig>, &(Profile, Arc<str>)) {
+    fn device(&self, mac: Mac) -> (Option<&crate::config::DeviceConfig>, &Resolved) {
         let i = self.config.devices.iter().position(|d| d.mac == mac);
         let p = i.and_then(|i| self.profiles.devices.get(i)).unwrap_or(&self.profiles.default);
         (i.and_then(|i| self.config.devices.get(i)), p)
     }
 
     pub fn profile_of(&self, mac: Mac) -> &Profile {
-        &self.device(mac).1 .0
+        &self.device(mac).1.profile
     }
 
     /// `granted` are the consents given at run time (persisted state); the
     /// configured ones are looked up here.
     pub fn judge<'s>(&self, mac: Mac, granted: impl IntoIterator<Item = &'s Selector>, dst: &Destination<'_>) -> Judgement {
-        let (device, (profile, name)) = self.device(mac);
+        let (device, resolved) = self.device(mac);
+        let profile = &resolved.profile;
         let configured = device.map(|d| d.consent.as_slice()).unwrap_or(&[]);
-        let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: Arc::clone(name) };
+        let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: Arc::clone(&resolved.name) };
         // Names from an outside resolver count for the deny lists below,
         // never for a consent.
         let asked = dst.for_consent();
@@ -190,8 +201,8 @@ impl Policy {
         if let Some(s) = consent {
             return verdict_of(Verdict::Allow, Rule::Consent(s));
         }
-        for name in &profile.deny {
-            if self.lists.get(name).is_some_and(|l| l.matches(dst)) {
+        for (name, list) in &resolved.deny {
+            if list.matches(dst) {
                 return verdict_of(profile.denied, Rule::List(name.clone()));
             }
         }
