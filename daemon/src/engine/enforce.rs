@@ -217,5 +217,7 @@ impl Engine {
 }
 
 fn block_entry(mac: Mac, addr: IpAddr, b: &BlockInfo) -> BlockEntry {
-    BlockEntry { mac, addr, until: b.until, rule: b.rule.to_string(), names: b.names.list.clone(), trusted: b.names.trusted }
+    let mut rule = String::new();
+    b.rule.push_to(&mut rule);
+    BlockEntry { mac, addr, until: b.until, rule, names: b.names.list.clone(), trusted: b.names.trusted }
 }
