@@ -95,7 +95,12 @@ impl Engine {
             // first, uncounted, since forgetting it loses nothing.
             self.prune_suppress(now);
         }
-        if let Insert::Evicted(..) = self.suppress.insert(key, now) {
+        // Found (expired) or put: one search either way.
+        let (put, last) = self.suppress.touch_or_put(key, || now, |t| *t = now);
+        if let Some(last) = last {
+            *last = now;
+        }
+        if put == crate::bounded::Put::Evicted {
             self.counters.suppress_evicted += 1;
             if self.counters.suppress_evicted.is_power_of_two() {
                 tracing::warn!(cap = MAX_SUPPRESS, evicted = self.counters.suppress_evicted, "alert suppression table full, forgot the oldest entry");
