@@ -146,7 +146,7 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
         }
         _ => return Ok(None),
     };
-    let (_gen, attrs) = m.nfnl()?;
+    let (_gen, mut attrs) = m.nfnl()?;
     let mut orig = None;
     let mut ev = CtEvent {
         kind,
@@ -161,7 +161,7 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
         bytes_reply: None,
         packets_reply: None,
     };
-    for a in attrs {
+    while let Some(a) = attrs.next_inline() {
         let a = a?;
         match a.ty {
             CTA_TUPLE_ORIG => orig = Some(parse_tuple(&a)?),

@@ -273,6 +273,15 @@ impl<'a> Iterator for Attrs<'a> {
     type Item = Result<Attr<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_inline()
+    }
+}
+
+impl<'a> Attrs<'a> {
+    /// `next`, inlined into a loop that walks many attributes (each
+    /// conntrack event's): the size-optimised build would call it for each.
+    #[inline(always)]
+    pub fn next_inline(&mut self) -> Option<Result<Attr<'a>, DecodeError>> {
         if self.failed || self.buf.is_empty() {
             return None;
         }
