@@ -236,13 +236,13 @@ fn tuple_at<const W: usize>(v: &[u8]) -> Option<Flow> {
     let (src_ty, dst_ty) = if W == 4 { (CTA_IP_V4_SRC, CTA_IP_V4_DST) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST) };
     let p = 12 + 2 * W;
     if v.len() != p + 28
-        || attr_hdr_at(v, 0) != (p, CTA_TUPLE_IP)
-        || attr_hdr_at(v, 4) != (4 + W, src_ty)
-        || attr_hdr_at(v, 8 + W) != (4 + W, dst_ty)
-        || attr_hdr_at(v, p) != (28, CTA_TUPLE_PROTO)
-        || attr_hdr_at(v, p + 4) != (5, CTA_PROTO_NUM)
-        || attr_hdr_at(v, p + 12) != (6, CTA_PROTO_SRC_PORT)
-        || attr_hdr_at(v, p + 20) != (6, CTA_PROTO_DST_PORT)
+        || !attr_hdr_is(v, 0, p, CTA_TUPLE_IP)
+        || !attr_hdr_is(v, 4, 4 + W, src_ty)
+        || !attr_hdr_is(v, 8 + W, 4 + W, dst_ty)
+        || !attr_hdr_is(v, p, 28, CTA_TUPLE_PROTO)
+        || !attr_hdr_is(v, p + 4, 5, CTA_PROTO_NUM)
+        || !attr_hdr_is(v, p + 12, 6, CTA_PROTO_SRC_PORT)
+        || !attr_hdr_is(v, p + 20, 6, CTA_PROTO_DST_PORT)
     {
         return None;
     }
@@ -254,10 +254,19 @@ fn tuple_at<const W: usize>(v: &[u8]) -> Option<Flow> {
     Some(Flow { src: addr_at::<W>(v, 8), dst: addr_at::<W>(v, 12 + W), proto, sport: port(p + 16), dport: port(p + 24) })
 }
 
-/// An attribute header at `at`: length and type, flags masked off.
+/// Whether the attribute header at `at` has this length and type (its
+/// flags ignored): one masked compare of the header's four bytes, in
+/// the host's order as the kernel wrote them.
 #[inline(always)]
-fn attr_hdr_at(v: &[u8], at: usize) -> (usize, u16) {
-    (usize::from(u16::from_ne_bytes([v[at], v[at + 1]])), u16::from_ne_bytes([v[at + 2], v[at + 3]]) & NLA_TYPE_MASK)
+fn attr_hdr_is(v: &[u8], at: usize, len: usize, ty: u16) -> bool {
+    let [l0, l1] = (len as u16).to_ne_bytes();
+    let [t0, t1] = ty.to_ne_bytes();
+    let [m0, m1] = NLA_TYPE_MASK.to_ne_bytes();
+    let want = u32::from_ne_bytes([l0, l1, t0, t1]);
+    let mask = u32::from_ne_bytes([0xff, 0xff, m0, m1]);
+    let mut h = [0u8; 4];
+    h.copy_from_slice(&v[at..at + 4]);
+    u32::from_ne_bytes(h) & mask == want
 }
 
 #[inline(always)]
