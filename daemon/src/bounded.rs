@@ -348,7 +348,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     }
 
     fn touch_index(&mut self, i: u32) {
-        if !self.slots[i as usize].pinned {
+        if !self.slots.as_slice()[i as usize].pinned {
             self.unlink(i);
             self.push_back(i);
         }
@@ -393,34 +393,38 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         e
     }
 
+    // The list links below index a slice, not the Vec: in the size-optimised
+    // build `Vec`'s `Index` is a call each time, a slice's a bounds check.
     fn unlink(&mut self, i: u32) {
+        let slots = self.slots.as_mut_slice();
         let (prev, next) = {
-            let s = &self.slots[i as usize];
+            let s = &slots[i as usize];
             (s.prev, s.next)
         };
         match prev {
             NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
+            p => slots[p as usize].next = next,
         }
         match next {
             NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
+            n => slots[n as usize].prev = prev,
         }
-        let s = &mut self.slots[i as usize];
+        let s = &mut slots[i as usize];
         s.prev = NIL;
         s.next = NIL;
     }
 
     fn push_back(&mut self, i: u32) {
+        let slots = self.slots.as_mut_slice();
         let tail = self.tail;
         {
-            let s = &mut self.slots[i as usize];
+            let s = &mut slots[i as usize];
             s.prev = tail;
             s.next = NIL;
         }
         match tail {
             NIL => self.head = i,
-            t => self.slots[t as usize].next = i,
+            t => slots[t as usize].next = i,
         }
         self.tail = i;
     }
