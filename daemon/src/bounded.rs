@@ -203,6 +203,59 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         put
     }
 
+    /// The value of `k`, made the most recent; or, when absent, a new one
+    /// put in its place as `put` would: one lookup of `k` either way. The
+    /// new value is `make`'s, or when full the evicted one turned into it
+    /// by `renew` (no value built and moved, its allocations kept).
+    /// `Put::Replaced` here means found (kept, neither called); the value
+    /// is `None` only when `Refused`.
+    pub fn touch_or_put(&mut self, k: K, make: impl FnOnce() -> V, renew: impl FnOnce(&mut V)) -> (Put, Option<&mut V>) {
+        use std::collections::hash_map::Entry;
+        let full = self.index.len() >= self.cap;
+        // The slot a new entry takes, known before the lookup so that the
+        // index is searched once.
+        let (i, put) = match (full, self.free) {
+            (true, _) => (self.head, Put::Evicted),
+            (false, NIL) => (self.slots.len() as u32, Put::Added),
+            (false, free) => (free, Put::Added),
+        };
+        match self.index.entry(k) {
+            Entry::Occupied(o) => {
+                let i = *o.get();
+                self.touch_index(i);
+                return (Put::Replaced, self.slots.get_mut(i as usize).and_then(|s| s.entry.as_mut()).map(|(_, v)| v));
+            }
+            Entry::Vacant(_) if i == NIL => return (Put::Refused, None),
+            Entry::Vacant(e) => {
+                let k = e.key().clone();
+                e.insert(i);
+                if put == Put::Evicted {
+                    self.unlink(i);
+                    match &mut self.slots[i as usize].entry {
+                        Some((old, v)) => {
+                            let old = std::mem::replace(old, k);
+                            renew(v);
+                            self.index.remove(&old);
+                        }
+                        e => *e = Some((k, make())),
+                    }
+                } else if self.free == i {
+                    self.free = self.slots[i as usize].next;
+                    self.slots[i as usize].entry = Some((k, make()));
+                } else {
+                    let len = self.slots.len();
+                    if len == self.slots.capacity() {
+                        self.slots.reserve_exact(len.clamp(1, self.cap - len));
+                    }
+                    self.slots.push(Slot { entry: Some((k, make())), prev: NIL, next: NIL, pinned: false });
+                }
+                self.slots[i as usize].pinned = false;
+                self.push_back(i);
+            }
+        }
+        (put, self.slots.get_mut(i as usize).and_then(|s| s.entry.as_mut()).map(|(_, v)| v))
+    }
+
     pub fn remove(&mut self, k: &K) -> Option<V> {
         let i = self.index.remove(k)?;
         self.release(i).map(|(_, v)| v)
@@ -295,7 +348,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     }
 
     fn touch_index(&mut self, i: u32) {
-        if !self.slots[i as usize].pinned {
+        if !self.slots.as_slice()[i as usize].pinned {
             self.unlink(i);
             self.push_back(i);
         }
@@ -340,34 +393,38 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         e
     }
 
+    // The list links below index a slice, not the Vec: in the size-optimised
+    // build `Vec`'s `Index` is a call each time, a slice's a bounds check.
     fn unlink(&mut self, i: u32) {
+        let slots = self.slots.as_mut_slice();
         let (prev, next) = {
-            let s = &self.slots[i as usize];
+            let s = &slots[i as usize];
             (s.prev, s.next)
         };
         match prev {
             NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
+            p => slots[p as usize].next = next,
         }
         match next {
             NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
+            n => slots[n as usize].prev = prev,
         }
-        let s = &mut self.slots[i as usize];
+        let s = &mut slots[i as usize];
         s.prev = NIL;
         s.next = NIL;
     }
 
     fn push_back(&mut self, i: u32) {
+        let slots = self.slots.as_mut_slice();
         let tail = self.tail;
         {
-            let s = &mut self.slots[i as usize];
+            let s = &mut slots[i as usize];
             s.prev = tail;
             s.next = NIL;
         }
         match tail {
             NIL => self.head = i,
-            t => self.slots[t as usize].next = i,
+            t => slots[t as usize].next = i,
         }
         self.tail = i;
     }
@@ -430,6 +487,42 @@ mod tests {
             }
             assert_eq!(a.iter_lru().collect::<Vec<_>>(), b.iter_lru().collect::<Vec<_>>(), "step {step}");
             assert_eq!((keys(&a), a.pinned_len()), (keys(&b), b.pinned_len()));
+        }
+    }
+
+    /// `touch_or_put` is a `touch` of a present key and a `put` of an
+    /// absent one, whatever the sequence.
+    #[test]
+    fn touch_or_put_is_touch_or_put() {
+        let (mut a, mut b) = (BoundedMap::with_max_pinned(8, 3), BoundedMap::with_max_pinned(8, 3));
+        let mut x: u32 = 11;
+        for step in 0..5000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let k = x % 24;
+            match x % 7 {
+                0 => assert_eq!(a.remove(&k), b.remove(&k)),
+                1 => assert_eq!(a.pin(&k, x & 8 == 0), b.pin(&k, x & 8 == 0)),
+                _ => {
+                    let want = if a.touch(&k) { Put::Replaced } else { a.put(k, step) };
+                    let (got, v) = b.touch_or_put(k, || step, |v| *v = step);
+                    assert_eq!(got, want, "step {step}");
+                    assert_eq!(v.is_none(), got == Put::Refused);
+                    if let Some(v) = v {
+                        *v += 1;
+                        *a.get_mut(&k).unwrap() += 1;
+                    }
+                }
+            }
+            assert_eq!(a.iter_lru().collect::<Vec<_>>(), b.iter_lru().collect::<Vec<_>>(), "step {step}");
+            assert_eq!((keys(&a), a.pinned_len()), (keys(&b), b.pinned_len()));
+            let mut va: Vec<_> = a.iter().map(|(k, v)| (*k, *v)).collect();
+            let mut vb: Vec<_> = b.iter().map(|(k, v)| (*k, *v)).collect();
+            va.sort();
+            vb.sort();
+            assert_eq!(va, vb);
+            assert!(b.slots.len() <= 8);
         }
     }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 pub use super::nla::DecodeError;
 use super::nla::{
-    Attr, Messages, Msg, NlWriter, NLA_HDRLEN, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    Attr, Messages, Msg, NlWriter, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_EXCL, NLM_F_REQUEST,
 };
 
@@ -146,7 +146,7 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
         }
         _ => return Ok(None),
     };
-    let (_gen, attrs) = m.nfnl()?;
+    let (_gen, mut attrs) = m.nfnl()?;
     let mut orig = None;
     let mut ev = CtEvent {
         kind,
@@ -161,7 +161,7 @@ pub fn parse(msg: &[u8], source: Source) -> Result<Option<CtEvent>, DecodeError>
         bytes_reply: None,
         packets_reply: None,
     };
-    for a in attrs {
+    while let Some(a) = attrs.next_inline() {
         let a = a?;
         match a.ty {
             CTA_TUPLE_ORIG => orig = Some(parse_tuple(&a)?),
@@ -220,39 +220,64 @@ fn parse_tuple(a: &Attr) -> Result<Flow, DecodeError> {
 /// instructions; any other layout (ICMP, a zone, another order, another
 /// attribute) is `None` and goes the general way, to the same result.
 fn tuple_fixed(v: &[u8]) -> Option<Flow> {
-    let hdr = |at: usize| -> Option<(usize, u16)> {
-        let b = v.get(at..at + NLA_HDRLEN)?;
-        Some((usize::from(u16::from_ne_bytes([b[0], b[1]])), u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK))
-    };
-    let Some((ip_len, CTA_TUPLE_IP)) = hdr(0) else { return None };
-    let (w, src_ty, dst_ty) = match ip_len {
-        20 => (4, CTA_IP_V4_SRC, CTA_IP_V4_DST),
-        44 => (16, CTA_IP_V6_SRC, CTA_IP_V6_DST),
-        _ => return None,
-    };
-    let p = ip_len;
+    // The length alone decides the family; at a fixed length the offsets
+    // are constants, so every read below is checked at compile time.
+    match v.len() {
+        48 => tuple_at::<4>(v),
+        72 => tuple_at::<16>(v),
+        _ => None,
+    }
+}
+
+// Inlined by hand: the release build optimises for size and would call
+// each of these, once per header.
+#[inline(always)]
+fn tuple_at<const W: usize>(v: &[u8]) -> Option<Flow> {
+    let (src_ty, dst_ty) = if W == 4 { (CTA_IP_V4_SRC, CTA_IP_V4_DST) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST) };
+    let p = 12 + 2 * W;
     if v.len() != p + 28
-        || hdr(4)? != (4 + w, src_ty)
-        || hdr(8 + w)? != (4 + w, dst_ty)
-        || hdr(p)? != (28, CTA_TUPLE_PROTO)
-        || hdr(p + 4)? != (5, CTA_PROTO_NUM)
-        || hdr(p + 12)? != (6, CTA_PROTO_SRC_PORT)
-        || hdr(p + 20)? != (6, CTA_PROTO_DST_PORT)
+        || !attr_hdr_is(v, 0, p, CTA_TUPLE_IP)
+        || !attr_hdr_is(v, 4, 4 + W, src_ty)
+        || !attr_hdr_is(v, 8 + W, 4 + W, dst_ty)
+        || !attr_hdr_is(v, p, 28, CTA_TUPLE_PROTO)
+        || !attr_hdr_is(v, p + 4, 5, CTA_PROTO_NUM)
+        || !attr_hdr_is(v, p + 12, 6, CTA_PROTO_SRC_PORT)
+        || !attr_hdr_is(v, p + 20, 6, CTA_PROTO_DST_PORT)
     {
         return None;
     }
-    let addr = |at: usize| -> Option<IpAddr> {
-        Some(match w {
-            4 => IpAddr::from(<[u8; 4]>::try_from(v.get(at..at + 4)?).ok()?),
-            _ => IpAddr::from(<[u8; 16]>::try_from(v.get(at..at + 16)?).ok()?),
-        })
-    };
-    let port = |at: usize| u16::from_be_bytes([v[at], v[at + 1]]);
     let proto = v[p + 8];
     if is_icmp(proto) {
         return None;
     }
-    Some(Flow { src: addr(8)?, dst: addr(12 + w)?, proto, sport: port(p + 16), dport: port(p + 24) })
+    let port = |at: usize| u16::from_be_bytes([v[at], v[at + 1]]);
+    Some(Flow { src: addr_at::<W>(v, 8), dst: addr_at::<W>(v, 12 + W), proto, sport: port(p + 16), dport: port(p + 24) })
+}
+
+/// Whether the attribute header at `at` has this length and type (its
+/// flags ignored): one masked compare of the header's four bytes, in
+/// the host's order as the kernel wrote them.
+#[inline(always)]
+fn attr_hdr_is(v: &[u8], at: usize, len: usize, ty: u16) -> bool {
+    let [l0, l1] = (len as u16).to_ne_bytes();
+    let [t0, t1] = ty.to_ne_bytes();
+    let [m0, m1] = NLA_TYPE_MASK.to_ne_bytes();
+    let want = u32::from_ne_bytes([l0, l1, t0, t1]);
+    let mask = u32::from_ne_bytes([0xff, 0xff, m0, m1]);
+    let mut h = [0u8; 4];
+    h.copy_from_slice(&v[at..at + 4]);
+    u32::from_ne_bytes(h) & mask == want
+}
+
+#[inline(always)]
+fn addr_at<const W: usize>(v: &[u8], at: usize) -> IpAddr {
+    if W == 4 {
+        IpAddr::from([v[at], v[at + 1], v[at + 2], v[at + 3]])
+    } else {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&v[at..at + 16]);
+        IpAddr::from(b)
+    }
 }
 
 fn parse_tuple_nested(a: &Attr) -> Result<Flow, DecodeError> {

@@ -273,26 +273,40 @@ impl<'a> Iterator for Attrs<'a> {
     type Item = Result<Attr<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_inline()
+    }
+}
+
+impl<'a> Attrs<'a> {
+    /// `next`, inlined into a loop that walks many attributes (each
+    /// conntrack event's): the size-optimised build would call it for each.
+    #[inline(always)]
+    pub fn next_inline(&mut self) -> Option<Result<Attr<'a>, DecodeError>> {
         if self.failed || self.buf.is_empty() {
             return None;
         }
-        let r = (|| {
-            let len = u16::from_ne_bytes(take(self.buf, 0, "attribute header")?) as usize;
-            let ty = u16::from_ne_bytes(take(self.buf, 2, "attribute header")?);
-            if len < NLA_HDRLEN {
-                return Err(DecodeError::BadLength { what: "attribute", len });
+        // The header read by hand, not with `take`: this runs for every
+        // attribute of every event.
+        let r = match *self.buf {
+            [l0, l1, t0, t1, ..] => {
+                let len = usize::from(u16::from_ne_bytes([l0, l1]));
+                let ty = u16::from_ne_bytes([t0, t1]);
+                if len < NLA_HDRLEN {
+                    Err(DecodeError::BadLength { what: "attribute", len })
+                } else if let Some(value) = self.buf.get(NLA_HDRLEN..len) {
+                    self.buf = self.buf.get(align4(len)..).unwrap_or(&[]);
+                    return Some(Ok(Attr { ty: ty & NLA_TYPE_MASK, nested: ty & NLA_F_NESTED != 0, value }));
+                } else {
+                    Err(DecodeError::Truncated { what: "attribute", need: len, have: self.buf.len() })
+                }
             }
-            let value = self.buf.get(NLA_HDRLEN..len).ok_or(DecodeError::Truncated {
-                what: "attribute",
-                need: len,
+            _ => Err(DecodeError::Truncated {
+                what: "attribute header",
+                need: if self.buf.len() < 2 { 2 } else { NLA_HDRLEN },
                 have: self.buf.len(),
-            })?;
-            self.buf = self.buf.get(align4(len)..).unwrap_or(&[]);
-            Ok(Attr { ty: ty & NLA_TYPE_MASK, nested: ty & NLA_F_NESTED != 0, value })
-        })();
-        if r.is_err() {
-            self.failed = true;
-        }
+            }),
+        };
+        self.failed = true;
         Some(r)
     }
 }

@@ -48,6 +48,42 @@ pub struct DestRecord {
     window_alerted: bool,
 }
 
+impl DestRecord {
+    fn new(addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) -> DestRecord {
+        DestRecord {
+            addr,
+            names: Vec::new(),
+            resolvers: Vec::new(),
+            country: None,
+            asn: None,
+            first_seen: now,
+            last_seen: now,
+            flows: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            verdict,
+            rule: rule.clone(),
+            window_start: now,
+            window_up: 0,
+            window_alerted: false,
+        }
+    }
+
+    /// Makes an evicted record what `new` would, in place: a full device
+    /// evicts one on every new destination.
+    fn reset(&mut self, addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) {
+        self.addr = addr;
+        self.names.clear();
+        self.resolvers.clear();
+        self.country = None;
+        self.asn = None;
+        (self.first_seen, self.last_seen, self.flows, self.bytes_up, self.bytes_down) = (now, now, 0, 0, 0);
+        self.verdict = verdict;
+        self.rule.clone_from(rule);
+        (self.window_start, self.window_up, self.window_alerted) = (now, 0, false);
+    }
+}
+
 /// What a judged flow or answer tells about a destination.
 #[derive(Debug, Clone, Default)]
 pub struct Seen<'a> {
@@ -83,72 +119,31 @@ impl Default for Destinations {
 
 impl Destinations {
     pub fn record(&mut self, mac: Mac, addr: IpAddr, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
-        // One lookup per table for a known record; a new one is added as
-        // the device's most recent.
-        let known = self.map.get_mut(&mac).is_some_and(|d| d.touch(&addr));
-        if !known {
-            self.add(mac, addr, verdict, rule, now);
-        }
-        self.order.insert(mac, ());
-        let Some(rec) = self.map.get_mut(&mac).and_then(|d| d.get_mut(&addr)) else { return };
-        for (i, n) in seen.names.iter().enumerate() {
-            let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
-            match rec.names.iter().position(|have| have == n) {
-                Some(at) => rec.resolvers[at] = via,
-                None => {
-                    if rec.names.len() >= NAMES_KEPT {
-                        rec.names.remove(0);
-                        rec.resolvers.remove(0);
-                    }
-                    rec.names.push(n.clone());
-                    rec.resolvers.push(via);
+        // A new record needs room: in the device's own records when it is
+        // at its cap (the put evicts), else in the least recently active
+        // device's. Only a full table looks first.
+        if self.total >= MAX_TOTAL {
+            let dev = self.map.get(&mac);
+            let room_here = dev.is_some_and(|d| d.contains_key(&addr) || d.len() >= MAX_PER_DEVICE);
+            if !room_here {
+                if let Some(victim) = self.order.oldest().map(|(m, _)| *m) {
+                    self.evict_from(victim);
                 }
             }
         }
-        if let Some(cc) = seen.country {
-            rec.country = Some(String::from_utf8_lossy(&cc).into_owned());
-        }
-        rec.asn = seen.asn.or(rec.asn);
-        rec.last_seen = rec.last_seen.max(now);
-        rec.verdict = verdict;
-        if rec.rule != *rule {
-            rec.rule = rule.clone();
-        }
-        rec.flows += u64::from(flow);
-    }
-
-    /// A new record: room is made first, in the device's own records when
-    /// it is at its cap, else in the least recently active device's.
-    fn add(&mut self, mac: Mac, addr: IpAddr, verdict: Verdict, rule: &Rule, now: u64) {
-        let per_device_full = self.map.get(&mac).is_some_and(|d| d.len() >= MAX_PER_DEVICE);
-        if !per_device_full && self.total >= MAX_TOTAL {
-            if let Some(victim) = self.order.oldest().map(|(m, _)| *m) {
-                self.evict_from(victim);
-            }
-        }
-        let rec = DestRecord {
-            addr,
-            names: Vec::new(),
-            resolvers: Vec::new(),
-            country: None,
-            asn: None,
-            first_seen: now,
-            last_seen: now,
-            flows: 0,
-            bytes_up: 0,
-            bytes_down: 0,
-            verdict,
-            rule: rule.clone(),
-            window_start: now,
-            window_up: 0,
-            window_alerted: false,
-        };
+        // Then one lookup of the device and one of the address, a record
+        // known or new (made the device's most recent).
         let dev = self.map.entry(mac).or_insert_with(|| BoundedMap::new(MAX_PER_DEVICE));
-        match dev.put(addr, rec) {
+        let (put, rec) = dev.touch_or_put(addr, || DestRecord::new(addr, verdict, rule, now), |r| r.reset(addr, verdict, rule, now));
+        if let Some(rec) = rec {
+            update(rec, seen, verdict, rule, flow, now);
+        }
+        match put {
             Put::Added => self.total += 1,
             Put::Evicted => self.evicted_one(),
             Put::Replaced | Put::Refused => {}
         }
+        self.order.insert(mac, ());
     }
 
     fn evict_from(&mut self, mac: Mac) {
@@ -220,6 +215,34 @@ impl Destinations {
     }
 }
 
+/// What a judged flow or answer adds to its destination's record.
+fn update(rec: &mut DestRecord, seen: &Seen<'_>, verdict: Verdict, rule: &Rule, flow: bool, now: u64) {
+    for (i, n) in seen.names.iter().enumerate() {
+        let via = seen.via.get(i).copied().unwrap_or(Resolver::Router);
+        match rec.names.iter().position(|have| have == n) {
+            Some(at) => rec.resolvers[at] = via,
+            None => {
+                if rec.names.len() >= NAMES_KEPT {
+                    rec.names.remove(0);
+                    rec.resolvers.remove(0);
+                }
+                rec.names.push(n.clone());
+                rec.resolvers.push(via);
+            }
+        }
+    }
+    if let Some(cc) = seen.country {
+        rec.country = Some(String::from_utf8_lossy(&cc).into_owned());
+    }
+    rec.asn = seen.asn.or(rec.asn);
+    rec.last_seen = rec.last_seen.max(now);
+    rec.verdict = verdict;
+    if rec.rule != *rule {
+        rec.rule = rule.clone();
+    }
+    rec.flows += u64::from(flow);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +265,17 @@ mod tests {
         assert_eq!(r.names, names);
         assert_eq!((r.country.as_deref(), r.asn), (Some("CN"), Some(4808)));
         assert_eq!(d.add_bytes(M, ip("192.0.2.1"), 1, 1, 21, 3600, None), None, "unknown destination: ignored");
+    }
+
+    #[test]
+    fn a_reset_record_is_a_new_one() {
+        let mut d = Destinations::default();
+        let names = vec!["a.example".to_string()];
+        d.record(M, ip("203.0.113.7"), &Seen { names: &names, via: &[Resolver::Router], country: Some(*b"CN"), asn: Some(4808) }, Verdict::Block, &Rule::List("x".into()), true, 10);
+        d.add_bytes(M, ip("203.0.113.7"), 100, 2000, 21, 3600, Some(1));
+        let mut r = d.of(M)[0].clone();
+        r.reset(ip("192.0.2.1"), Verdict::Allow, &Rule::Unlisted, 30);
+        assert_eq!(format!("{r:?}"), format!("{:?}", DestRecord::new(ip("192.0.2.1"), Verdict::Allow, &Rule::Unlisted, 30)));
     }
 
     #[test]

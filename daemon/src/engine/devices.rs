@@ -160,10 +160,9 @@ impl DeviceTable {
     }
 
     pub fn touch(&mut self, mac: Mac, now: u64) {
-        if let Some(d) = self.by_mac.get_mut(&mac) {
+        if let Some(d) = self.by_mac.touch_get_mut(&mac) {
             d.last_seen = d.last_seen.max(now);
             d.flows += 1;
-            self.by_mac.touch(&mac);
         }
     }
 

@@ -36,10 +36,8 @@ impl Engine {
     /// (Re)installs a block's element with a fresh timeout, journalled.
     pub(super) fn renew_block(&mut self, mac: Mac, dst: IpAddr, now: u64, out: &mut Vec<Effect>) {
         let timeout = block_timeout(mac, dst);
-        let Some(b) = self.blocks.get_mut(&(mac, dst)) else { return };
+        let Some(b) = self.blocks.touch_get_mut(&(mac, dst)) else { return };
         b.until = now + timeout.as_secs();
-        self.blocks.touch(&(mac, dst));
-        let Some(b) = self.blocks.get(&(mac, dst)) else { return };
         out.push(Effect::Journal(Line::Add(block_entry(mac, dst, b))));
         out.push(Effect::Set(SetChange::Add { elem: Elem::Block(mac, dst), timeout: Some(timeout) }));
     }
@@ -219,5 +217,7 @@ impl Engine {
 }
 
 fn block_entry(mac: Mac, addr: IpAddr, b: &BlockInfo) -> BlockEntry {
-    BlockEntry { mac, addr, until: b.until, rule: b.rule.to_string(), names: b.names.list.clone(), trusted: b.names.trusted }
+    let mut rule = String::new();
+    b.rule.push_to(&mut rule);
+    BlockEntry { mac, addr, until: b.until, rule, names: b.names.list.clone(), trusted: b.names.trusted }
 }

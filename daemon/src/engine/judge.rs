@@ -53,18 +53,19 @@ impl Engine {
     /// The alert line's fields in SPEC §5 order (rule and profile follow).
     pub(super) fn flow_alert(&self, verb: Verb, mac: Mac, t: &Target, flow: Option<&Flow>) -> Alert {
         let ip = flow.map(|f| f.src).or_else(|| self.devices.get(mac).and_then(|d| d.addrs.first().copied()));
-        let mut a = Alert::new(verb)
-            .field("device", mac)
-            .text("name", self.device_name(mac).unwrap_or_default())
-            .opt("ip", ip.map(crate::alert::Addr))
-            .field("dst", crate::alert::Addr(t.dst))
+        let mut a = Alert::new(verb).mac("device", mac).text("name", self.device_name(mac).unwrap_or_default());
+        if let Some(ip) = ip {
+            a = a.addr("ip", ip);
+        }
+        a = a
+            .addr("dst", t.dst)
             .text("host", t.names.list.first().map(String::as_str).unwrap_or_default())
             .opt("country", t.geo.country.map(|c| String::from_utf8_lossy(&c).into_owned()))
             .opt("asn", t.geo.asn);
         if let Some(f) = flow {
             a = a.text("proto", &proto_name(f.proto));
             if f.dport != 0 && matches!(f.proto, 6 | 17 | 132 | 136) {
-                a = a.field("dport", f.dport);
+                a = a.num("dport", f.dport.into());
             }
         }
         a
@@ -94,7 +95,12 @@ impl Engine {
             // first, uncounted, since forgetting it loses nothing.
             self.prune_suppress(now);
         }
-        if let Insert::Evicted(..) = self.suppress.insert(key, now) {
+        // Found (expired) or put: one search either way.
+        let (put, last) = self.suppress.touch_or_put(key, || now, |t| *t = now);
+        if let Some(last) = last {
+            *last = now;
+        }
+        if put == crate::bounded::Put::Evicted {
             self.counters.suppress_evicted += 1;
             if self.counters.suppress_evicted.is_power_of_two() {
                 tracing::warn!(cap = MAX_SUPPRESS, evicted = self.counters.suppress_evicted, "alert suppression table full, forgot the oldest entry");
@@ -127,7 +133,7 @@ impl Engine {
             }
             _ => {}
         }
-        let alert = self.flow_alert(verb, mac, t, flow).field("rule", &j.rule).text("profile", &j.profile);
+        let alert = self.flow_alert(verb, mac, t, flow).with("rule", |s| j.rule.push_to(s)).text("profile", &j.profile);
         self.log(mac, Some(t.dst), alert, now, out);
     }
 

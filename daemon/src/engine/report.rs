@@ -27,7 +27,7 @@ impl Engine {
         Ok(Explanation {
             device: mac,
             name: self.device_name(mac).map(str::to_string),
-            profile: j.profile,
+            profile: j.profile.to_string(),
             destination: destination.to_string(),
             names: names.list,
             resolvers: names.via,

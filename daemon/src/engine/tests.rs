@@ -320,7 +320,10 @@ fn country_and_asn_come_from_the_databases() {
 #[test]
 fn upload_alert_fires_for_unconsented_destinations() {
     let mut e = engine(Mode::Enforce, Verdict::Block, Verdict::Allow);
-    e.policy.config.profiles.get_mut("iot").unwrap().upload_alert = Some(50_000_000);
+    // A policy is built whole (its profiles are resolved then), not edited.
+    let mut c = e.policy.config.clone();
+    c.profiles.get_mut("iot").unwrap().upload_alert = Some(50_000_000);
+    e.policy = Policy::new(c, std::mem::take(&mut e.policy.lists));
     let mut fx = Vec::new();
     let up = flow("192.168.7.12", "192.0.2.60");
     e.on_flow(&up, 1001, &mut fx);
@@ -677,7 +680,9 @@ fn filtering_engine(mode: Mode) -> Engine {
     c.devices[0].consent.push("=ok.tracking.example.com".parse().unwrap());
     let lists = e.policy().lists.clone();
     let mut fx = Vec::new();
-    e.reload(Policy { config: c, lists, geo: e.policy().geo.clone() }, 1000, &mut fx);
+    let mut p = Policy::new(c, lists);
+    p.geo = e.policy().geo.clone();
+    e.reload(p, 1000, &mut fx);
     e
 }
 

@@ -43,7 +43,19 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.addr.is_ipv4() == ip.is_ipv4() && mask(ip, self.len) == self.addr
+        // `mask(ip) == addr` of one family, without building an address:
+        // every flow asks whether its ends are on the LAN.
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
+                u32::from(a) & m == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
+                u128::from(a) & m == u128::from(net)
+            }
+            _ => false,
+        }
     }
 }
 

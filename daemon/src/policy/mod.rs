@@ -50,6 +50,26 @@ impl fmt::Display for Rule {
     }
 }
 
+impl Rule {
+    /// Appends what `Display` writes; by hand but for a consent, since
+    /// alert lines name a rule each.
+    pub fn push_to(&self, s: &mut String) {
+        match self {
+            Rule::Consent(_) => {
+                use std::fmt::Write;
+                let _ = write!(s, "{self}");
+            }
+            Rule::List(l) => {
+                s.push_str("list:");
+                s.push_str(l);
+            }
+            Rule::Unlisted => s.push_str("unlisted"),
+            Rule::Manual => s.push_str("manual"),
+            Rule::DnsBypass => s.push_str("dns_bypass"),
+        }
+    }
+}
+
 impl std::str::FromStr for Rule {
     type Err = crate::policy::selector::BadSelector;
 
@@ -72,7 +92,9 @@ impl std::str::FromStr for Rule {
 pub struct Judgement {
     pub verdict: Verdict,
     pub rule: Rule,
-    pub profile: String,
+    /// Shared with the policy: every flow is judged, and a copy of the
+    /// name was an allocation each.
+    pub profile: Arc<str>,
 }
 
 /// The configuration with its list files loaded: immutable, swapped whole on
@@ -81,16 +103,52 @@ pub struct Judgement {
 /// refreshed download) costs no copy of the others.
 #[derive(Debug)]
 pub struct Policy {
+    /// Not to be changed once built: `profiles` is resolved from it.
     pub config: Config,
     pub lists: BTreeMap<String, Arc<LoadedList>>,
     /// Country and AS databases of `[geoip]` (none configured: no lookups).
     pub geo: Arc<GeoIp>,
+    profiles: Profiles,
+}
+
+/// Each configured device's profile resolved once, when the policy is
+/// built, not by name on every flow.
+#[derive(Debug)]
+struct Profiles {
+    /// Same order as `config.devices` (a few; each holds its own copy).
+    devices: Vec<Resolved>,
+    default: Resolved,
+}
+
+#[derive(Debug)]
+struct Resolved {
+    profile: Profile,
+    /// Shared with judgements.
+    name: Arc<str>,
+    /// Its deny lists that are loaded, in the profile's order.
+    deny: Vec<(String, Arc<LoadedList>)>,
+}
+
+impl Profiles {
+    fn resolve(config: &Config, lists: &BTreeMap<String, Arc<LoadedList>>) -> Profiles {
+        let by_name = |name: &str| {
+            let p = config.profiles.get(name).or_else(|| config.profiles.get(&config.defaults.profile)).unwrap_or(&IMPLICIT_PROFILE);
+            let deny = p.deny.iter().filter_map(|n| Some((n.clone(), Arc::clone(lists.get(n)?)))).collect();
+            Resolved { profile: p.clone(), name: Arc::from(p.name.as_str()), deny }
+        };
+        let default = &config.defaults.profile;
+        Profiles {
+            devices: config.devices.iter().map(|d| by_name(d.profile.as_deref().unwrap_or(default))).collect(),
+            default: by_name(default),
+        }
+    }
 }
 
 impl Policy {
     pub fn new<L: Into<Arc<LoadedList>>>(config: Config, lists: BTreeMap<String, L>) -> Policy {
         let lists = lists.into_iter().map(|(n, l)| (n, l.into())).collect();
-        Policy { config, lists, geo: Arc::new(GeoIp::none()) }
+        let profiles = Profiles::resolve(&config, &lists);
+        Policy { config, lists, geo: Arc::new(GeoIp::none()), profiles }
     }
 
     pub fn with_geo(mut self, geo: GeoIp) -> Policy {
@@ -106,31 +164,33 @@ impl Policy {
         }
         let mut lists = self.lists.clone();
         lists.insert(list.name.clone(), Arc::new(list));
-        Some(Policy { config: self.config.clone(), lists, geo: Arc::clone(&self.geo) })
+        let profiles = Profiles::resolve(&self.config, &lists);
+        Some(Policy { config: self.config.clone(), lists, geo: Arc::clone(&self.geo), profiles })
     }
 
     pub fn device_config(&self, mac: Mac) -> Option<&crate::config::DeviceConfig> {
         self.config.devices.iter().find(|d| d.mac == mac)
     }
 
+    /// The device's configuration (if any) and its profile, with the
+    /// profile's name: one search of the configured devices.
+    fn device(&self, mac: Mac) -> (Option<&crate::config::DeviceConfig>, &Resolved) {
+        let i = self.config.devices.iter().position(|d| d.mac == mac);
+        let p = i.and_then(|i| self.profiles.devices.get(i)).unwrap_or(&self.profiles.default);
+        (i.and_then(|i| self.config.devices.get(i)), p)
+    }
+
     pub fn profile_of(&self, mac: Mac) -> &Profile {
-        let name = self
-            .device_config(mac)
-            .and_then(|d| d.profile.as_deref())
-            .unwrap_or(&self.config.defaults.profile);
-        self.config
-            .profiles
-            .get(name)
-            .or_else(|| self.config.profiles.get(&self.config.defaults.profile))
-            .unwrap_or(&IMPLICIT_PROFILE)
+        &self.device(mac).1.profile
     }
 
     /// `granted` are the consents given at run time (persisted state); the
     /// configured ones are looked up here.
     pub fn judge<'s>(&self, mac: Mac, granted: impl IntoIterator<Item = &'s Selector>, dst: &Destination<'_>) -> Judgement {
-        let profile = self.profile_of(mac);
-        let configured = self.device_config(mac).map(|d| d.consent.as_slice()).unwrap_or(&[]);
-        let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: profile.name.clone() };
+        let (device, resolved) = self.device(mac);
+        let profile = &resolved.profile;
+        let configured = device.map(|d| d.consent.as_slice()).unwrap_or(&[]);
+        let verdict_of = |verdict, rule| Judgement { verdict, rule, profile: Arc::clone(&resolved.name) };
         // Names from an outside resolver count for the deny lists below,
         // never for a consent.
         let asked = dst.for_consent();
@@ -141,8 +201,8 @@ impl Policy {
         if let Some(s) = consent {
             return verdict_of(Verdict::Allow, Rule::Consent(s));
         }
-        for name in &profile.deny {
-            if self.lists.get(name).is_some_and(|l| l.matches(dst)) {
+        for (name, list) in &resolved.deny {
+            if list.matches(dst) {
                 return verdict_of(profile.denied, Rule::List(name.clone()));
             }
         }
