@@ -21,7 +21,7 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
             l.push_str(c);
             if i + 1 < cells.len() {
-                l.extend(std::iter::repeat_n(' ', widths[i].saturating_sub(c.chars().count())));
+                l.extend(std::iter::repeat(' ').take(widths[i].saturating_sub(c.chars().count())));
             }
         }
         out.push_str(l.trim_end());
