@@ -19,6 +19,8 @@
 //! (g) the burst of (a) at the conntrack buffer a 128 MB router gets from
 //!     `conntrack_buffer = "auto"` beside an explicit 64 MiB: events lost,
 //!     resyncs, flows judged;
+//! (j) time to rebuild the table after someone else deletes or flushes it
+//!     (`BENCH_ONLY=heal`);
 //! (i) the drain ceiling: events judged per second while the daemon catches
 //!     up a backlog of 100 000 NEW events queued while it was stopped
 //!     (SIGSTOP, `conntrack -R`, SIGCONT), with the default receive buffer
@@ -63,6 +65,7 @@ fn main() {
         Ok("drain") => return drain_figures(),
         Ok("ctbuffer") => return ct_buffer_figures(burst_size(), true),
         Ok("rss") => return rss_figures(),
+        Ok("heal") => return heal_figures(),
         _ => {}
     }
     let burst = burst_size();
@@ -84,6 +87,45 @@ fn main() {
     ct_buffer_figures(burst, false);
     rss_figures();
     drain_figures();
+    heal_figures();
+}
+
+/// (j) Time to rebuild: with device 1 quarantined, someone else deletes the
+/// table, flushes the ruleset or flushes a chain, three times each; the figure
+/// is from the damage done (nft exited) until `nft list table` shows the
+/// quarantine's rule and element again (polled as fast as nft answers).
+/// Rounds are spaced past the watch's quiet time (11 s), so each is a first
+/// rebuild: damage that keeps coming sooner is rebuilt with a doubling gap
+/// (nft::watch), which would be measured instead.
+fn heal_figures() {
+    let mut lab = Lab::new("bench-heal");
+    lab.device(1);
+    lab.start_leash(CONFIG);
+    let out = lab.leash(&["quarantine", &mac(1)]);
+    assert!(out.status.success(), "quarantine: {}", String::from_utf8_lossy(&out.stderr));
+    let r = lab.router();
+    let whole = || {
+        let o = r.try_exec(&["nft", "list", "table", "inet", "leash"]);
+        let t = String::from_utf8_lossy(&o.stdout);
+        o.status.success() && t.contains("ether saddr @quarantine_mac") && t.contains(&mac(1))
+    };
+    assert!(poll_until(Duration::from_secs(5), whole), "quarantine in place");
+    for (name, damage) in [
+        ("delete_table", &["nft", "delete", "table", "inet", "leash"][..]),
+        ("flush_ruleset", &["nft", "flush", "ruleset"][..]),
+        ("flush_chain", &["nft", "flush", "chain", "inet", "leash", "lan_out"][..]),
+    ] {
+        let mut ms = Vec::new();
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_secs(11));
+            r.exec(damage);
+            let t0 = Instant::now();
+            let back = poll_until(Duration::from_secs(5), whole);
+            ms.push(if back { format!("{}", t0.elapsed().as_millis()) } else { "never".into() });
+        }
+        println!("heal_{name}_ms={}", ms.join(","));
+    }
+    println!("heal_table_rebuilds={}", status(&lab)["counters"]["table_rebuilds"]);
 }
 
 /// Flows of the drain burst.
