@@ -169,9 +169,6 @@ pub struct Syslog {
     waiter: Option<tokio::net::UnixDatagram>,
     waiter_failed: bool,
     connected: bool,
-    /// The last send would have blocked: new lines wait for `writable()`
-    /// instead of meeting EAGAIN once each.
-    blocked: bool,
     /// The last connect failed: new lines wait for the next `flush()`
     /// (the 1 s tick) instead of trying to connect once each.
     unreachable: bool,
@@ -192,7 +189,6 @@ impl Syslog {
             waiter: None,
             waiter_failed: false,
             connected: false,
-            blocked: false,
             unreachable: false,
             last_stall: Stall::Full,
             queue: Queue::new(max_lines, max_bytes),
@@ -215,7 +211,12 @@ impl Syslog {
         if !self.queue.push(line) && self.queue.unreported == 1 {
             tracing::warn!(queued = self.queue.len(), why = %self.last_stall, path = %self.path.display(), "syslog queue full: alert lines are dropped until it drains");
         }
-        if !self.blocked && !self.unreachable {
+        // Also while blocked: the writable wake-up waits for the loop to pick
+        // it, and a busy loop (a flood of denied answers, each a line) would
+        // fill the queue meanwhile, where one non-blocking send a line keeps
+        // pace with the reader. The kernel holds only 10 datagrams for
+        // /dev/log by default (net.unix.max_dgram_qlen).
+        if !self.unreachable {
             self.flush();
         }
     }
@@ -223,7 +224,6 @@ impl Syslog {
     /// Sends queued lines, oldest first, until the socket would block or
     /// the queue is empty; (re)connects at most once per call.
     pub fn flush(&mut self) {
-        self.blocked = false;
         let mut tried_connect = false;
         loop {
             if let Some(n) = self.queue.take_report() {
@@ -264,7 +264,6 @@ impl Syslog {
                 }
                 Err(e) => match Stall::of(&e) {
                     Stall::Full => {
-                        self.blocked = true;
                         self.last_stall = Stall::Full;
                         return;
                     }
@@ -527,6 +526,33 @@ mod tests {
         let got = read_all(&rx, &mut s);
         assert_eq!(got.iter().map(|l| msg(l)).collect::<Vec<_>>(), sent, "every line once, in order");
         assert_eq!((s.pending(), s.dropped()), (0, 0));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Once the reader has made room, the next line sent takes the queued ones
+    /// out with it, without waiting for a writable wake-up (`flush`), which a
+    /// busy event loop may give late.
+    #[test]
+    fn a_send_after_the_reader_made_room_delivers_the_queue() {
+        let path = sock_path("room");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let mut s = Syslog::new(&path);
+        let mut n = 0;
+        while s.pending() == 0 {
+            s.send(Severity::Warning, &format!("BLOCK n={n}"));
+            n += 1;
+        }
+        let mut buf = [0u8; 512];
+        let mut got = 0;
+        while rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        s.send(Severity::Warning, &format!("BLOCK n={n}"));
+        while rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        assert_eq!((got, s.pending(), s.dropped()), (n + 1, 0, 0), "every line out, no flush called");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
