@@ -20,7 +20,7 @@ use std::hash::Hash;
 
 const NIL: u32 = u32::MAX;
 
-/// What a `put` did: an insert's outcome without the values.
+/// What a `touch_or_put` did: an insert's outcome without the values.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Put {
     Added,
@@ -166,45 +166,8 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         }
     }
 
-    /// `insert` for a caller that only counts what went: the entry evicted
-    /// is dropped where it lies and the new one written into its slot, not
-    /// moved out and back (a destination record is ≈ 200 bytes, and a full
-    /// device evicts on every new destination).
-    pub fn put(&mut self, k: K, v: V) -> Put {
-        if let Some(&i) = self.index.get(&k) {
-            if let Some(e) = &mut self.slots[i as usize].entry {
-                e.1 = v;
-            }
-            self.touch_index(i);
-            return Put::Replaced;
-        }
-        let (i, put) = if self.index.len() >= self.cap {
-            let i = self.head;
-            let Some((old, _)) = self.slots.get(i as usize).and_then(|s| s.entry.as_ref()) else { return Put::Refused };
-            let old = old.clone();
-            self.index.remove(&old);
-            self.unlink(i);
-            (i, Put::Evicted)
-        } else if self.free != NIL {
-            let i = self.free;
-            self.free = self.slots[i as usize].next;
-            (i, Put::Added)
-        } else {
-            let i = self.alloc(k.clone(), v);
-            self.index.insert(k, i);
-            self.push_back(i);
-            return Put::Added;
-        };
-        let slot = &mut self.slots[i as usize];
-        slot.entry = Some((k.clone(), v));
-        slot.pinned = false;
-        self.index.insert(k, i);
-        self.push_back(i);
-        put
-    }
-
     /// The value of `k`, made the most recent; or, when absent, a new one
-    /// put in its place as `put` would: one lookup of `k` either way. The
+    /// put in its place as `insert` would: one lookup of `k` either way. The
     /// new value is `make`'s, or when full the evicted one turned into it
     /// by `renew` (no value built and moved, its allocations kept).
     /// `Put::Replaced` here means found (kept, neither called); the value
@@ -491,30 +454,22 @@ mod tests {
         }
     }
 
-    /// `put` and `insert` leave twin maps alike, whatever the sequence.
-    #[test]
-    fn put_is_insert_without_the_values() {
-        twin_steps(7, |a, b, k, x, step| {
-            if x % 7 == 2 {
-                assert_eq!(a.touch(&k), b.touch(&k));
-                return;
-            }
-            let want = match a.insert(k, step) {
-                Insert::Added => Put::Added,
-                Insert::Replaced(_) => Put::Replaced,
-                Insert::Evicted(..) => Put::Evicted,
-                Insert::Refused(..) => Put::Refused,
-            };
-            assert_eq!(b.put(k, step), want, "step {step}");
-        });
+    /// What `insert` did, without the values.
+    fn put_of<K, V>(i: Insert<K, V>) -> Put {
+        match i {
+            Insert::Added => Put::Added,
+            Insert::Replaced(_) => Put::Replaced,
+            Insert::Evicted(..) => Put::Evicted,
+            Insert::Refused(..) => Put::Refused,
+        }
     }
 
-    /// `touch_or_put` is a `touch` of a present key and a `put` of an
+    /// `touch_or_put` is a `touch` of a present key and an `insert` of an
     /// absent one, whatever the sequence.
     #[test]
     fn touch_or_put_is_touch_or_put() {
         twin_steps(11, |a, b, k, _, step| {
-            let want = if a.touch(&k) { Put::Replaced } else { a.put(k, step) };
+            let want = if a.touch(&k) { Put::Replaced } else { put_of(a.insert(k, step)) };
             let (got, v) = b.touch_or_put(k, || step, |v| *v = step);
             assert_eq!(got, want, "step {step}");
             assert_eq!(v.is_none(), got == Put::Refused);
