@@ -128,22 +128,9 @@ impl Alert {
         }
     }
 
-    /// `field` for a number, its digits written by hand.
+    /// `field` for a number, its digits written by itoa (not `fmt`).
     pub fn num(self, key: &'static str, n: u64) -> Alert {
-        self.with(key, |s| {
-            let mut b = [0u8; 20];
-            let mut i = b.len();
-            let mut n = n;
-            loop {
-                i -= 1;
-                b[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            s.push_str(std::str::from_utf8(&b[i..]).unwrap_or_default());
-        })
+        self.with(key, |s| s.push_str(itoa::Buffer::new().format(n)))
     }
 
     pub fn opt(self, key: &'static str, value: Option<impl fmt::Display>) -> Alert {
