@@ -46,14 +46,8 @@ impl Cidr {
         // `mask(ip) == addr` of one family, without building an address:
         // every flow asks whether its ends are on the LAN.
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
-                u32::from(a) & m == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
-                u128::from(a) & m == u128::from(net)
-            }
+            (IpAddr::V4(net), IpAddr::V4(a)) => u32::from(a) & mask4(self.len) == u32::from(net),
+            (IpAddr::V6(net), IpAddr::V6(a)) => u128::from(a) & mask6(self.len) == u128::from(net),
             _ => false,
         }
     }
@@ -61,17 +55,19 @@ impl Cidr {
 
 fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
-        IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
-            IpAddr::V4((bits & m).into())
-        }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
-            IpAddr::V6((bits & m).into())
-        }
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask4(len)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & mask6(len)).into()),
     }
+}
+
+/// The netmask of a /len, as bits (len ≤ 32).
+fn mask4(len: u8) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+}
+
+/// The netmask of a /len, as bits (len ≤ 128).
+fn mask6(len: u8) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
 }
 
 impl FromStr for Cidr {
