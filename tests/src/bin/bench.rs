@@ -3,7 +3,7 @@
 //! assertions: this machine is noisy.
 //!
 //! (a) conntrack NEW events judged vs. entries created by a `conntrack -R`
-//!     burst, with lost and resynced counts;
+//!     burst, with lost and resynced counts, and what `conntrack -E` saw of it;
 //! (b) latency from a device's first SYN to its block element being acked
 //!     by the kernel, and the payload bytes a WAN server got first;
 //! (c) RSS of the idle daemon, and with 256 devices;
@@ -88,6 +88,38 @@ fn main() {
     rss_figures();
     drain_figures();
     heal_figures();
+}
+
+/// `conntrack -E -e NEW` in a namespace, its lines counted: what a user
+/// would watch conntrack with instead of leash (FACTS: its `-b` sets the
+/// buffer on the wrong socket, so it keeps the default).
+struct ConntrackE {
+    child: std::process::Child,
+    lines: std::thread::JoinHandle<u64>,
+}
+
+impl ConntrackE {
+    fn start(ns: &str) -> ConntrackE {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "conntrack", "-E", "-e", "NEW"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("conntrack -E");
+        let out = child.stdout.take().expect("stdout");
+        let lines = std::thread::spawn(move || std::io::BufReader::new(out).lines().map_while(Result::ok).count() as u64);
+        // Subscribed before the burst: its first line would be too late a sign
+        // (it prints only events), so give it the moment the netlink bind takes.
+        std::thread::sleep(Duration::from_millis(300));
+        ConntrackE { child, lines }
+    }
+
+    fn stop(mut self) -> u64 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines.join().unwrap_or(0)
+    }
 }
 
 /// (j) Time to rebuild: with device 1 quarantined, someone else deletes the
@@ -300,6 +332,8 @@ fn burst_figures(lab: &Lab, n: usize, prefix: &str, parallel: usize) {
     let before_dumped = counter(lab, "ct_dumped");
     let before_judged = counter(lab, "flows_judged");
     let (before_lost, before_resyncs) = (counter(lab, "events_lost"), counter(lab, "resyncs"));
+    // The tool a user would pick instead, listening to the same burst.
+    let anchor = (prefix == "burst").then(|| ConntrackE::start(&r.name));
     let t = Instant::now();
     let out = if parallel == 1 {
         r.try_exec(&["conntrack", "-R", file.to_str().unwrap_or_default()])
@@ -325,6 +359,11 @@ fn burst_figures(lab: &Lab, n: usize, prefix: &str, parallel: usize) {
     let c = &s["counters"];
     let events = c["ct_new_events"].as_u64().unwrap_or(0) - before_events;
     let dumped = c["ct_dumped"].as_u64().unwrap_or(0) - before_dumped;
+    if let Some(anchor) = anchor {
+        let seen = anchor.stop();
+        println!("{prefix}_conntrack_E_new_events_seen={seen}");
+        println!("{prefix}_conntrack_E_seen_pct={:.1}", seen as f64 * 100.0 / n as f64);
+    }
     println!("{prefix}_entries_requested={n}");
     println!("{prefix}_entries_in_table={created}");
     println!("{prefix}_insert_seconds={insert_s:.2}");
